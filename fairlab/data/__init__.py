@@ -1,0 +1,10 @@
+"""Biased data sets: every one is a ``BiasedDataset`` (x, y, s, aligned) that batches itself on the device."""
+from fairlab.data._files import DatasetNotFoundError
+from fairlab.data.adult import adult
+from fairlab.data.base import Batch, BiasedDataset
+from fairlab.data.coloured_mnist import PROTOCOLS, coloured_mnist
+from fairlab.data.mnist import load_mnist
+from fairlab.data.check import check_data
+
+__all__ = ["Batch", "BiasedDataset", "DatasetNotFoundError", "PROTOCOLS", "adult", "check_data", "coloured_mnist",
+           "load_mnist"]

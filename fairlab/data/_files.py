@@ -1,0 +1,105 @@
+"""Finding, checking and downloading the raw files of a data set (torchvision-style: md5 sums, one clear error)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Sequence
+
+from fairlab import config
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set's files are missing, corrupted or cannot be fetched."""
+
+
+def md5sum(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download(urls: Sequence[str], target: Path, md5: str) -> None:
+    """Fetch ``target`` from the first mirror that answers, check its md5, then move it in place atomically."""
+    errors = []
+    for url in urls:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+            got = md5sum(Path(tmp))
+            if got != md5:
+                errors.append(f"{url}: md5 {got} != expected {md5}")
+                continue
+            os.replace(tmp, target)
+            return
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            errors.append(f"{url}: {e}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise DatasetNotFoundError(
+        f"Could not download {target.name} into {target.parent}:\n  " + "\n  ".join(errors) + "\n"
+        "If this machine is offline, copy the file there yourself, or point FAIRLAB_DATA at a folder "
+        "that already holds it."
+    )
+
+
+def ensure_files(
+    name: str,
+    folder: Path,
+    resources: Sequence[tuple[str, str]],
+    mirrors: Sequence[str],
+    download: bool = True,
+) -> Path:
+    """Make sure ``folder`` holds every ``(filename, md5)`` of ``resources``; download the missing ones.
+
+    A file that is present but has the wrong md5 is never used: it is reported (and replaced when downloading).
+    Returns ``folder``.
+    """
+    folder = Path(folder)
+    missing, corrupted = [], []
+    for filename, md5 in resources:
+        path = folder / filename
+        if not path.exists():
+            missing.append(filename)
+        elif md5sum(path) != md5:
+            corrupted.append(filename)
+    if not missing and not corrupted:
+        return folder
+
+    listing = "\n".join(f"  {folder / f}  (md5 {m})" for f, m in resources)
+    problem = []
+    if missing:
+        problem.append("missing: " + ", ".join(missing))
+    if corrupted:
+        problem.append("corrupted (md5 mismatch): " + ", ".join(corrupted))
+    hint = (
+        f"{name} not found or corrupted under the data root {config.data_root()} ({'; '.join(problem)}).\n"
+        f"fairlab expects these files:\n{listing}\n"
+        "Set FAIRLAB_DATA to a folder that holds them"
+    )
+    if not download:
+        raise DatasetNotFoundError(hint + ", or pass download=True.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetNotFoundError(hint + f". The data folder cannot be created ({e}); choose a writable one.") from e
+    if not os.access(folder, os.W_OK):
+        raise DatasetNotFoundError(
+            hint + f". The data folder {folder} is read-only, so the files cannot be downloaded into it; "
+            "point FAIRLAB_DATA at a writable folder."
+        )
+    for filename, md5 in resources:
+        if filename in missing or filename in corrupted:
+            try:
+                _download([m + filename for m in mirrors], folder / filename, md5)
+            except DatasetNotFoundError as e:
+                raise DatasetNotFoundError(f"{hint}.\n{e}") from None
+    return folder

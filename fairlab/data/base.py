@@ -1,0 +1,102 @@
+"""``BiasedDataset``: tensors x, y, s (and ``aligned``) that live on one device and batch themselves."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterator, NamedTuple
+
+import torch
+
+
+class Batch(NamedTuple):
+    x: torch.Tensor  # inputs, (B, ...)
+    y: torch.Tensor  # targets, (B,) int64
+    s: torch.Tensor  # bias / sensitive attribute, (B,) int64 or (B, k) codes
+    index: torch.Tensor  # positions in the data set, (B,) int64 (per-sample state such as LfF's EMA)
+
+
+@dataclass
+class BiasedDataset:
+    """An in-memory data set with a bias attribute.
+
+    ``x`` inputs (float32), ``y`` targets (int64), ``s`` bias/sensitive attribute (int64 labels, or a float code
+    such as the 24-dim colour code of the Kim protocol), ``aligned`` (bool, or None where the notion does not exist)
+    marks bias-aligned samples. ``num_classes`` and ``num_groups`` count the values of y and s.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    s: torch.Tensor
+    aligned: torch.Tensor | None = None
+    num_classes: int = 0
+    num_groups: int = 0
+    name: str = ""
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.x)
+        for key in ("y", "s", "aligned"):
+            value = getattr(self, key)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{self.name or 'BiasedDataset'}: x has {n} rows but {key} has {len(value)}.")
+        if self.y.dtype != torch.int64:
+            raise ValueError(f"y must be int64 class ids, got {self.y.dtype}.")
+        if not self.num_classes:
+            self.num_classes = int(self.y.max()) + 1 if n else 0
+        if n and (int(self.y.min()) < 0 or int(self.y.max()) >= self.num_classes):
+            raise ValueError(
+                f"labels y must lie in [0, {self.num_classes}), found min {int(self.y.min())} max {int(self.y.max())}."
+            )
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __repr__(self) -> str:
+        extra = f", aligned={int(self.aligned.sum())}/{len(self)}" if self.aligned is not None else ""
+        return (
+            f"BiasedDataset({self.name!r}, n={len(self)}, x={tuple(self.x.shape[1:])}, classes={self.num_classes}, "
+            f"groups={self.num_groups}{extra}, device={self.device})"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def to(self, device) -> "BiasedDataset":
+        """The same data on ``device`` (one copy per tensor; a no-op where it already is)."""
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return replace(self, x=move(self.x), y=move(self.y), s=move(self.s), aligned=move(self.aligned))
+
+    def subset(self, index: torch.Tensor) -> "BiasedDataset":
+        index = torch.as_tensor(index, device=self.device)
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        return replace(self, x=self.x[index], y=self.y[index], s=self.s[index], aligned=pick(self.aligned))
+
+    def random_split(self, fraction: float, seed: int = 0) -> tuple["BiasedDataset", "BiasedDataset"]:
+        """Split at random into (1 - fraction, fraction) parts, e.g. a validation set drawn from the biased train set."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must lie in (0, 1), got {fraction}.")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        n_second = int(round(fraction * len(self)))
+        return self.subset(order[n_second:].to(self.device)), self.subset(order[:n_second].to(self.device))
+
+    def batches(
+        self, batch_size: int, shuffle: bool = False, drop_last: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[Batch]:
+        """Yield batches without leaving the device: one ``randperm`` per epoch, then slicing and gathering.
+
+        No DataLoader, no per-sample Python: on a GPU the whole epoch is a few kernel launches per batch.
+        """
+        n = len(self)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        if shuffle:
+            order = torch.randperm(n, device=self.device, generator=generator)
+        else:
+            order = torch.arange(n, device=self.device)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            index = order[start : start + batch_size]
+            yield Batch(self.x[index], self.y[index], self.s[index], index)
+
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        return len(self) // batch_size if drop_last else -(-len(self) // batch_size)

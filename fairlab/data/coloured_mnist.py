@@ -1,0 +1,170 @@
+"""Coloured MNIST under the three protocols the course's papers use (they differ; do not mix them up).
+
+| protocol | used by           | colour                                    | bias attribute ``s``            | splits |
+|----------|-------------------|-------------------------------------------|---------------------------------|--------|
+| ``lff``  | SiH, LfF          | one RGB per image, mean[b] + N(0, std^2)  | colour index b (0..9)           | train (rho conflicting), test (90% conflicting) |
+| ``kim``  | MI backprop       | class mean + N(0, variance), random at test | 24-dim quantised colour code  | train, test |
+| ``nifr`` | null-sampling     | binarised digit, palette + N(0, variance) | colour index (0..9)             | representative (24k, random colour), train (36k, s = y), test |
+
+Every image is a grey digit multiplied by a colour (black background, coloured strokes), float32 in [0, 1],
+shape (3, 28, 28) (``nifr``: (3, 32, 32), 5-bit quantised). Generation is deterministic for a given ``seed``.
+"""
+from __future__ import annotations
+
+import colorsys
+
+import torch
+import torch.nn.functional as F
+
+from fairlab.data.base import BiasedDataset
+from fairlab.data.mnist import load_mnist
+
+PROTOCOLS = ("lff", "kim", "nifr")
+SPLITS = {"lff": ("train", "test"), "kim": ("train", "test"), "nifr": ("representative", "train", "test")}
+
+# LfF's ten mean colours (RGB in [0, 1]), from the SiH/LfF brief.
+LFF_COLOURS = torch.tensor([
+    [0.9837, 0.3125, 0.1686], [0.9905, 0.9156, 0.3515], [0.6730, 0.4611, 0.5798], [0.7833, 0.8316, 0.6013],
+    [0.0880, 0.7780, 0.9818], [0.3214, 0.9611, 0.4464], [0.0246, 0.2357, 0.7587], [0.5552, 0.1016, 0.7618],
+    [0.2077, 0.3929, 0.0187], [0.8337, 0.2024, 0.2669],
+])
+# Null-sampling's palette: cyan, blue, magenta, dark green, green, maroon, navy, purple, red, yellow.
+NIFR_COLOURS = torch.tensor([
+    [0, 255, 255], [0, 0, 255], [255, 0, 255], [0, 128, 0], [0, 255, 0],
+    [128, 0, 0], [0, 0, 128], [128, 0, 128], [255, 0, 0], [255, 255, 0],
+]) / 255.0
+# Kim et al.'s palette is not published with the brief: ours is ten evenly spaced, fully saturated hues
+# (a reconstruction, said so in the chapters). Deterministic, so every run sees the same colours.
+KIM_COLOURS = torch.tensor([colorsys.hsv_to_rgb(k / 10, 1.0, 1.0) for k in range(10)], dtype=torch.float32)
+
+KIM_CODE_BINS = 8  # per channel -> 3 * 8 = 24-dim code
+
+
+def lff_bias_labels(targets: torch.Tensor, bias_aligned_ratio: float, num_classes: int = 10) -> torch.Tensor:
+    """Assign a colour index to every image: LfF's cumulative-milestone rule.
+
+    For class c the colours 0..9 get shares ``bias_aligned_ratio`` (colour c) and
+    ``(1 - bias_aligned_ratio) / 9`` (each other colour). Going through the class's images in data-set order,
+    image i takes the first colour whose rounded cumulative share exceeds i. Rounding the *cumulative* counts
+    (not each share) is what gives the published exact counts, e.g. 598 conflicting images at rho = 1%.
+    """
+    counts = torch.bincount(targets, minlength=num_classes).double()  # (C,)
+    eye = torch.eye(num_classes, dtype=torch.float64)
+    shares = bias_aligned_ratio * eye + (1 - bias_aligned_ratio) / (num_classes - 1) * (1 - eye)  # (C, C)
+    milestones = torch.round(counts[:, None] * shares.cumsum(1))  # (C, C); round half to even, like NumPy
+    # rank of each image within its class, in data-set order
+    order = torch.argsort(targets, stable=True)
+    rank = torch.empty_like(targets)
+    starts = torch.cumsum(counts.long(), 0) - counts.long()
+    rank[order] = torch.arange(len(targets)) - starts[targets[order]]
+    # colour = number of milestones of its class that are <= its rank
+    return (milestones[targets] <= rank[:, None].double()).sum(1)
+
+
+def colourise(grey: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) digits in [0, 1] times (N, 3) colours -> (N, 3, H, W): coloured strokes on black."""
+    return grey[:, None] * colours[:, :, None, None]
+
+
+def colour_code(x: torch.Tensor, bins: int = KIM_CODE_BINS) -> torch.Tensor:
+    """Kim et al.'s bias label: per-channel max over pixels, quantised into ``bins``, one-hot per channel.
+
+    (N, 3, H, W) -> (N, 3 * bins) float, exactly three ones per row.
+    """
+    peak = x.flatten(2).amax(2)  # (N, 3): the stroke colour, since the background is black
+    level = (peak * bins).long().clamp_(0, bins - 1)
+    return F.one_hot(level, bins).flatten(1).float()
+
+
+def _check(protocol, split, bias_conflicting_ratio, colour_std, colour_variance):
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown Coloured MNIST protocol {protocol!r}; choose one of {PROTOCOLS}.")
+    if split not in SPLITS[protocol]:
+        raise ValueError(f"Protocol {protocol!r} has splits {SPLITS[protocol]}, not {split!r}.")
+    if protocol == "lff":
+        if not 0 < bias_conflicting_ratio < 1:
+            raise ValueError(
+                f"bias_conflicting_ratio (rho) must lie in (0, 1), got {bias_conflicting_ratio}; e.g. 0.01 for 1%."
+            )
+        if colour_variance is not None:
+            raise ValueError("protocol 'lff' takes colour_std (sigma, default 0.005), not colour_variance.")
+    else:
+        if colour_std is not None:
+            raise ValueError(f"protocol {protocol!r} takes colour_variance (sigma^2), not colour_std.")
+        if bias_conflicting_ratio is not None:
+            raise ValueError(f"protocol {protocol!r} has no bias_conflicting_ratio; only 'lff' does.")
+        if colour_variance is not None and colour_variance < 0:
+            raise ValueError(f"colour_variance must be >= 0, got {colour_variance}.")
+
+
+def coloured_mnist(
+    protocol: str,
+    split: str = "train",
+    *,
+    bias_conflicting_ratio: float | None = None,
+    colour_std: float | None = None,
+    colour_variance: float | None = None,
+    seed: int = 0,
+    subsample: int | None = None,
+    root=None,
+    download: bool = True,
+) -> BiasedDataset:
+    """Build a Coloured MNIST split.
+
+    Args:
+        protocol: ``"lff"``, ``"kim"`` or ``"nifr"`` (see the module docstring).
+        split: ``"train"`` / ``"test"`` (and ``"representative"`` for ``nifr``).
+        bias_conflicting_ratio: ``lff`` only, rho in (0, 1), default 0.01. The test split always has 90% conflicting.
+        colour_std: ``lff`` only, sigma of the per-image colour jitter, default 0.005 (LfF "severity 4").
+        colour_variance: ``kim`` (default 0.02) and ``nifr`` (default 0.02): sigma^2 of the colour jitter.
+        seed: seeds colour noise (and the nifr split); the same seed gives the same tensors.
+        subsample: keep a random subset of this many images (quick runs); the protocol is applied first.
+    """
+    if protocol == "lff" and bias_conflicting_ratio is None:
+        bias_conflicting_ratio = 0.01
+    _check(protocol, split, bias_conflicting_ratio, colour_std, colour_variance)
+    # a different stream per split, so train and test colours are independent draws
+    gen = torch.Generator().manual_seed(seed * 1000 + SPLITS[protocol].index(split))
+    images, targets = load_mnist("test" if split == "test" else "train", root=root, download=download)
+    grey = images.float() / 255.0  # (N, 28, 28)
+    info = {"protocol": protocol, "split": split, "seed": seed}
+
+    if protocol == "lff":
+        rho = 0.9 if split == "test" else bias_conflicting_ratio
+        std = 0.005 if colour_std is None else colour_std
+        bias = lff_bias_labels(targets, 1 - rho)
+        colours = (LFF_COLOURS[bias] + std * torch.randn(len(bias), 3, generator=gen)).clamp(0, 1)
+        # LfF stores uint8 images; quantise the same way so pixel values match
+        x = torch.round(colourise(grey, colours) * 255) / 255
+        s, aligned, num_groups = bias, bias == targets, 10
+        info.update(bias_conflicting_ratio=rho, colour_std=std)
+    elif protocol == "kim":
+        variance = 0.02 if colour_variance is None else colour_variance
+        # training colours follow the digit; test colours follow a random class, so colour carries no label
+        colour_class = targets if split == "train" else torch.randint(0, 10, targets.shape, generator=gen)
+        jitter = variance**0.5 * torch.randn(len(targets), 3, generator=gen)
+        x = colourise(grey, (KIM_COLOURS[colour_class] + jitter).clamp(0, 1))
+        s, aligned, num_groups = colour_code(x), colour_class == targets, 3 * KIM_CODE_BINS
+        info.update(colour_variance=variance, colour_class=colour_class)
+    else:  # nifr
+        variance = 0.02 if colour_variance is None else colour_variance
+        split_gen = torch.Generator().manual_seed(seed)  # the same 24k/36k partition for both train-side splits
+        if split != "test":
+            order = torch.randperm(len(targets), generator=split_gen)
+            keep = order[:24_000] if split == "representative" else order[24_000:]
+            grey, targets = grey[keep], targets[keep]
+        bias = targets.clone() if split == "train" else torch.randint(0, 10, targets.shape, generator=gen)
+        colours = (NIFR_COLOURS[bias] + variance**0.5 * torch.randn(len(bias), 3, generator=gen)).clamp(0, 1)
+        x = F.pad(colourise((grey > 0.5).float(), colours), (2, 2, 2, 2))  # (N, 3, 32, 32)
+        # 5-bit quantisation, then uniform dequantisation noise (what a flow's likelihood needs)
+        x = (torch.floor(x * 32).clamp_(max=31) + torch.rand(x.shape, generator=gen)) / 32
+        s, aligned, num_groups = bias, bias == targets, 10
+        info.update(colour_variance=variance)
+
+    data = BiasedDataset(
+        x=x.float(), y=targets, s=s, aligned=aligned, num_classes=10, num_groups=num_groups,
+        name=f"cmnist-{protocol}/{split}", info=info,
+    )
+    if subsample is not None and subsample < len(data):
+        data = data.subset(torch.randperm(len(data), generator=gen)[:subsample])
+    return data

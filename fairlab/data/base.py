@@ -20,13 +20,16 @@ class BiasedDataset:
 
     ``x`` inputs (float32), ``y`` targets (int64), ``s`` bias/sensitive attribute (int64 labels, or a float code
     such as the 24-dim colour code of the Kim protocol), ``aligned`` (bool, or None where the notion does not exist)
-    marks bias-aligned samples. ``num_classes`` and ``num_groups`` count the values of y and s.
+    marks bias-aligned samples. ``group`` is the bias attribute as one int64 label per sample, what group metrics
+    use (it defaults to ``s`` when ``s`` is already 1-D). ``num_classes`` and ``num_groups`` count the values of y and
+    s.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     s: torch.Tensor
     aligned: torch.Tensor | None = None
+    group: torch.Tensor | None = None
     num_classes: int = 0
     num_groups: int = 0
     name: str = ""
@@ -34,7 +37,9 @@ class BiasedDataset:
 
     def __post_init__(self):
         n = len(self.x)
-        for key in ("y", "s", "aligned"):
+        if self.group is None and self.s.ndim == 1:
+            self.group = self.s
+        for key in ("y", "s", "aligned", "group"):
             value = getattr(self, key)
             if value is not None and len(value) != n:
                 raise ValueError(f"{self.name or 'BiasedDataset'}: x has {n} rows but {key} has {len(value)}.")
@@ -64,12 +69,16 @@ class BiasedDataset:
     def to(self, device) -> "BiasedDataset":
         """The same data on ``device`` (one copy per tensor; a no-op where it already is)."""
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return replace(self, x=move(self.x), y=move(self.y), s=move(self.s), aligned=move(self.aligned))
+        return replace(
+            self, x=move(self.x), y=move(self.y), s=move(self.s), aligned=move(self.aligned), group=move(self.group)
+        )
 
     def subset(self, index: torch.Tensor) -> "BiasedDataset":
         index = torch.as_tensor(index, device=self.device)
         pick = lambda t: None if t is None else t[index]  # noqa: E731
-        return replace(self, x=self.x[index], y=self.y[index], s=self.s[index], aligned=pick(self.aligned))
+        return replace(
+            self, x=self.x[index], y=self.y[index], s=self.s[index], aligned=pick(self.aligned), group=pick(self.group)
+        )
 
     def random_split(self, fraction: float, seed: int = 0) -> tuple["BiasedDataset", "BiasedDataset"]:
         """Split at random into (1 - fraction, fraction) parts, e.g. a validation set drawn from the biased train set."""

@@ -128,6 +128,7 @@ def coloured_mnist(
     images, targets = load_mnist("test" if split == "test" else "train", root=root, download=download)
     grey = images.float() / 255.0  # (N, 28, 28)
     info = {"protocol": protocol, "split": split, "seed": seed}
+    group = None  # = s, except for kim where s is a 24-dim code
 
     if protocol == "lff":
         rho = 0.9 if split == "test" else bias_conflicting_ratio
@@ -145,7 +146,8 @@ def coloured_mnist(
         jitter = variance**0.5 * torch.randn(len(targets), 3, generator=gen)
         x = colourise(grey, (KIM_COLOURS[colour_class] + jitter).clamp(0, 1))
         s, aligned, num_groups = colour_code(x), colour_class == targets, 3 * KIM_CODE_BINS
-        info.update(colour_variance=variance, colour_class=colour_class)
+        group = colour_class  # group metrics use the colour's class
+        info.update(colour_variance=variance)
     else:  # nifr
         variance = 0.02 if colour_variance is None else colour_variance
         split_gen = torch.Generator().manual_seed(seed)  # the same 24k/36k partition for both train-side splits
@@ -162,7 +164,7 @@ def coloured_mnist(
         info.update(colour_variance=variance)
 
     data = BiasedDataset(
-        x=x.float(), y=targets, s=s, aligned=aligned, num_classes=10, num_groups=num_groups,
+        x=x.float(), y=targets, s=s, aligned=aligned, group=group, num_classes=10, num_groups=num_groups,
         name=f"cmnist-{protocol}/{split}", info=info,
     )
     if subsample is not None and subsample < len(data):

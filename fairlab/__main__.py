@@ -1,0 +1,5 @@
+import sys
+
+from fairlab.cli import main
+
+sys.exit(main())

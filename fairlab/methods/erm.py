@@ -1,0 +1,71 @@
+"""Empirical risk minimisation: the vanilla baseline every chapter compares against.
+
+Plain cross-entropy, nothing about the bias. On Coloured MNIST it is the LfF/SiH MLP (2352-100-100-100-10, Adam 1e-3,
+batch 256); on Adult an MLP with one hidden layer.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fairlab import config
+from fairlab.data.base import Batch, BiasedDataset
+from fairlab.models import MLP
+from fairlab.train import evaluate_loss, fit, make_step
+
+
+def build_model(data: BiasedDataset) -> nn.Module:
+    """The baseline network for a data set: image -> LfF's MLP, tabular -> a one-hidden-layer MLP."""
+    in_features = data.x[0].numel()
+    hidden = (100, 100, 100) if data.x.ndim == 4 else (64,)
+    return MLP(in_features, hidden, data.num_classes)
+
+
+def cross_entropy(model: nn.Module, batch: Batch) -> dict:
+    logits = model(batch.x)
+    # accuracy is logged on the device; the loop averages it without a sync per step
+    return {"loss": F.cross_entropy(logits, batch.y), "accuracy": (logits.argmax(1) == batch.y).float().mean()}
+
+
+def fit_erm(
+    train: BiasedDataset,
+    *,
+    epochs: int,
+    val: BiasedDataset | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 256,
+    patience: int | None = None,
+    seed: int = 0,
+    device=None,
+    bf16: bool = False,
+    progress: bool | None = None,
+):
+    """Train the baseline; returns ``(model, history)``. With ``val`` the best validation loss is restored."""
+    config.seed_everything(seed)
+    device = torch.device(device) if device is not None else config.device()
+    model = build_model(train).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    step = make_step(model, cross_entropy, optimizer, bf16=bf16)
+    validate = None
+    if val is not None:
+        val = val.to(device)
+        validate = lambda: {f"val_{k}": v for k, v in evaluate_loss(lambda b: cross_entropy(model, b), val).items()}  # noqa: E731
+    history = fit(
+        model, train, step, epochs=epochs, batch_size=batch_size, validate=validate,
+        monitor="val_loss" if val is not None else None, patience=patience, device=device, progress=progress,
+        desc="erm",
+    )
+    return model, history
+
+
+def add_cli_arguments(parser) -> None:
+    parser.add_argument("--lr", type=float, default=1e-3)
+
+
+def cli_run(args, train: BiasedDataset, test: BiasedDataset):
+    epochs = args.epochs or config.by_profile(quick=3, full=100, name=args.profile)
+    model, history = fit_erm(train, epochs=epochs, lr=args.lr, seed=args.seed, batch_size=args.batch_size)
+    from fairlab.train import predict
+
+    return predict(model, test.to(next(model.parameters()).device)), {"epochs": len(history)}

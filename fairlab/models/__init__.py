@@ -1,0 +1,4 @@
+"""Networks shared by the methods."""
+from fairlab.models.mlp import MLP
+
+__all__ = ["MLP"]

@@ -1,0 +1,219 @@
+"""The one training loop every method uses.
+
+``fit`` runs epochs over a ``BiasedDataset`` that lives on the training device, calls the method's ``step`` on each
+batch, and keeps a per-epoch history. What a method does in a step (one loss, two optimisers, an EMA of per-sample
+losses...) stays in the method's file; what every method needs stays here:
+
+- device placement (data and model moved once, before the first epoch),
+- optional bf16 autocast,
+- a tqdm progress bar,
+- NaN/inf detection *without* a host sync per step: each step's loss is checked on the device and the first bad
+  step is reported at the end of the epoch,
+- early stopping on a validation metric, restoring the best weights,
+- atomic checkpoints, loaded back with ``weights_only=True``.
+
+A step function takes a ``Batch`` and returns a dict of scalar tensors; the key ``"loss"`` is the one checked
+for NaN/inf. Use ``make_step`` for the common case: one loss, one optimiser.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fairlab import config
+from fairlab.data.base import Batch, BiasedDataset
+
+StepFn = Callable[[Batch], dict]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def make_step(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Batch], dict | torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    *,
+    bf16: bool = False,
+    max_grad_norm: float | None = None,
+) -> StepFn:
+    """The usual step: forward under autocast, ``loss.backward()``, optional clipping, ``optimizer.step()``.
+
+    ``loss_fn(model, batch)`` returns the loss, or a dict with the loss under ``"loss"`` and anything else to log.
+    """
+
+    def step(batch: Batch) -> dict:
+        with autocast(batch.x.device, bf16):
+            out = loss_fn(model, batch)
+        logs = out if isinstance(out, dict) else {"loss": out}
+        optimizer.zero_grad(set_to_none=True)
+        logs["loss"].backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        return {k: v.detach() for k, v in logs.items()}
+
+    return step
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on the given device, or a no-op."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    """Write ``state`` so that a crash never leaves a half-written file: temp file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a checkpoint written by ``save_checkpoint`` (tensors and plain containers only: ``weights_only=True``)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+@torch.no_grad()
+def evaluate_loss(step_loss: Callable[[Batch], dict], data: BiasedDataset, batch_size: int = 1024) -> dict:
+    """Average each logged quantity of ``step_loss(batch)`` over ``data`` (no gradients), weighted by batch size."""
+    totals: dict[str, torch.Tensor] = {}
+    for batch in data.batches(batch_size):
+        for key, value in step_loss(batch).items():
+            totals[key] = totals.get(key, 0.0) + value.detach().float() * len(batch.y)
+    return {key: float(value) / len(data) for key, value in totals.items()}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: BiasedDataset, batch_size: int = 2048) -> torch.Tensor:
+    """Hard predictions (argmax of the logits) of ``model`` on ``data``, in data order, on the data's device."""
+    was_training = model.training
+    model.eval()
+    preds = torch.cat([model(batch.x).argmax(1) for batch in data.batches(batch_size)])
+    model.train(was_training)
+    return preds
+
+
+def fit(
+    model: nn.Module,
+    train_data: BiasedDataset,
+    step: StepFn,
+    *,
+    epochs: int,
+    batch_size: int = 256,
+    drop_last: bool = True,
+    validate: Callable[[], dict] | None = None,
+    monitor: str | None = None,
+    mode: str = "min",
+    patience: int | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    checkpoint: str | Path | None = None,
+    device: torch.device | str | None = None,
+    progress: bool | None = None,
+    desc: str = "train",
+) -> pd.DataFrame:
+    """Train ``model`` with ``step`` for up to ``epochs`` epochs; return the per-epoch history.
+
+    Args:
+        model: the module(s) being trained (an ``nn.Module``; wrap several in an ``nn.ModuleDict``). Its state is
+            what early stopping saves and restores.
+        train_data: moved to ``device`` once; batches are drawn on the device.
+        step: ``step(batch) -> dict`` of scalar tensors, doing the whole update (see ``make_step``).
+        validate: called after each epoch (model in eval mode, no grad) -> dict of floats, merged into the history.
+        monitor, mode, patience: early stopping on ``history[monitor]`` ("min" or "max"): stop after ``patience``
+            epochs in a row without improvement and restore the best weights. Without ``patience`` the best weights are still
+            restored at the end when ``monitor`` is given.
+        on_epoch_end: ``on_epoch_end(epoch, row)`` after validation (e.g. a learning-rate scheduler).
+        checkpoint: if given, the best state is also written there atomically.
+    Returns:
+        a DataFrame with one row per epoch: the mean of every logged quantity, validation metrics, seconds.
+    """
+    device = torch.device(device) if device is not None else config.device()
+    progress = config.progress_enabled() if progress is None else progress
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
+    if patience is not None and monitor is None:
+        raise ValueError("early stopping needs monitor=<a key of the validation dict>.")
+    if len(train_data) < batch_size and drop_last:
+        raise ValueError(
+            f"{train_data.name or 'train_data'} has {len(train_data)} samples, fewer than one batch of {batch_size} "
+            "with drop_last=True: lower batch_size."
+        )
+    model.to(device)
+    data = train_data.to(device)
+    n_batches = data.num_batches(batch_size, drop_last)
+
+    history, best_value, best_state, best_epoch, bad_epochs = [], None, None, -1, 0
+    sign = 1.0 if mode == "min" else -1.0
+    bar = tqdm(total=epochs * n_batches, desc=desc, disable=not progress, leave=False, unit="batch")
+    for epoch in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        # index of the first step whose loss was not finite (n_batches if none): kept on the device, no sync
+        first_bad = torch.full((), n_batches, device=device, dtype=torch.long)
+        for i, batch in enumerate(data.batches(batch_size, shuffle=True, drop_last=drop_last)):
+            logs = step(batch)
+            finite = torch.isfinite(logs["loss"])
+            first_bad = torch.where(finite | (first_bad < i), first_bad, torch.full_like(first_bad, i))
+            for key, value in logs.items():
+                sums[key] = sums.get(key, 0.0) + value.float()
+            bar.update(1)
+        bad = int(first_bad)  # one sync per epoch
+        if bad < n_batches:
+            bar.close()
+            raise NonFiniteLossError(
+                f"{desc}: the loss became NaN/inf at epoch {epoch}, step {bad} (global step {epoch * n_batches + bad}). "
+                "Lower the learning rate, check the inputs for NaN, or clip gradients."
+            )
+        row = {"epoch": epoch, **{k: float(v) / n_batches for k, v in sums.items()}}
+        if validate is not None:
+            model.eval()
+            with torch.no_grad():
+                row.update(validate())
+            model.train()
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+
+        if monitor is not None:
+            if monitor not in row:
+                raise KeyError(f"monitor={monitor!r} is not among the logged values {sorted(row)}.")
+            value = row[monitor]
+            if best_value is None or sign * value < sign * best_value:
+                best_value, best_epoch, bad_epochs = value, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+                if checkpoint is not None:
+                    save_checkpoint({"model": best_state, "epoch": epoch, monitor: value}, checkpoint)
+            else:
+                bad_epochs += 1
+            bar.set_postfix({monitor: f"{value:.4g}", "best": f"{best_value:.4g}"})
+            if patience is not None and bad_epochs >= patience:
+                break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    frame = pd.DataFrame(history).set_index("epoch")
+    frame.attrs["best_epoch"] = best_epoch
+    return frame

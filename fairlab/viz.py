@@ -1,0 +1,126 @@
+"""Figures the chapters share: image grids, group-accuracy bars, training curves.
+
+Plotting only: this module imports no training code. Every function returns the matplotlib ``Figure``.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+
+def _to_image(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) or (H, W) tensor in [0, 1] -> (H, W, C) / (H, W) array for imshow."""
+    x = x.detach().float().cpu().clamp(0, 1)
+    return x.permute(1, 2, 0).numpy() if x.ndim == 3 else x.numpy()
+
+
+def image_grid(
+    images: torch.Tensor,
+    titles: Sequence[str] | None = None,
+    *,
+    ncols: int = 10,
+    row_labels: Sequence[str] | None = None,
+    size: float = 1.0,
+    suptitle: str | None = None,
+):
+    """Show (N, C, H, W) images on a grid, ``ncols`` per row, with optional per-image titles and row labels."""
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.1), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if i < n:
+            ax.imshow(_to_image(images[i]), cmap="gray" if images[i].ndim == 2 else None, vmin=0, vmax=1)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    if row_labels is not None:
+        for r, label in enumerate(row_labels):
+            axes[r, 0].set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def dataset_grid(data, n_per_class: int = 2, *, title: str | None = None, size: float = 0.9):
+    """The first ``n_per_class`` images of each class of a ``BiasedDataset``, titled ``y=<label> s=<bias>``.
+
+    Rows are classes' examples; conflicting samples (where ``aligned`` is False) are marked with a star.
+    """
+    picks = []
+    for c in range(data.num_classes):
+        idx = torch.nonzero(data.y == c).flatten()[:n_per_class]
+        picks.append(idx)
+    index = torch.stack(picks, 1).flatten()  # class-major columns: one row per example rank
+    titles = []
+    for i in index.tolist():
+        s = int(data.group[i]) if data.group is not None else "-"
+        star = "*" if data.aligned is not None and not bool(data.aligned[i]) else ""
+        titles.append(f"y={int(data.y[i])} s={s}{star}")
+    return image_grid(data.x[index].cpu(), titles, ncols=data.num_classes, size=size, suptitle=title)
+
+
+def group_accuracy_bars(results: Mapping[str, Mapping[str, float]], *, title: str = "", ylabel: str = "accuracy"):
+    """Grouped bars: ``{model_name: {group_name: accuracy}}``, e.g. aligned / conflicting / overall per model."""
+    frame = pd.DataFrame(results).T  # rows: models, columns: groups
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(frame) * max(1, len(frame.columns)) / 2, 3.2))
+    width = 0.8 / len(frame.columns)
+    x = np.arange(len(frame))
+    for j, column in enumerate(frame.columns):
+        bars = ax.bar(x + (j - (len(frame.columns) - 1) / 2) * width, frame[column], width, label=column)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks(x, frame.index)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: pd.DataFrame, columns: Sequence[str] | None = None, *, title: str = "", ncols: int = 3):
+    """One small panel per column of a ``fit`` history (index = epoch)."""
+    columns = [c for c in (columns or history.columns) if c != "seconds"]
+    nrows = -(-len(columns) // ncols)
+    fig, axes = plt.subplots(nrows, min(ncols, len(columns)), figsize=(3.3 * min(ncols, len(columns)), 2.6 * nrows),
+                             squeeze=False)
+    for ax, column in zip(axes.flat, columns):
+        ax.plot(history.index, history[column], marker="o", ms=3)
+        ax.set_title(column, fontsize=9)
+        ax.set_xlabel("epoch")
+    for ax in list(axes.flat)[len(columns):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def metric_against(
+    frame: pd.DataFrame, x: str, y: str, *, hue: str | None = None, yerr: str | None = None, title: str = "",
+    xlabel: str | None = None, ylabel: str | None = None, logx: bool = False,
+):
+    """Line plot of ``frame[y]`` against ``frame[x]``, one line per value of ``hue`` (error bars from ``yerr``)."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    groups = frame.groupby(hue) if hue else [(None, frame)]
+    for name, part in groups:
+        part = part.sort_values(x)
+        ax.errorbar(part[x], part[y], yerr=part[yerr] if yerr else None, marker="o", ms=4, capsize=3,
+                    label=str(name) if name is not None else None)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title)
+    if hue:
+        ax.legend(title=hue, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

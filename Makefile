@@ -33,7 +33,7 @@ test: env
 
 # Re-execute every chapter in place (the outputs the book shows). FAIRLAB_PROFILE=full on a GPU machine.
 execute-notebooks: env
-	FAIRLAB_PROFILE=$(or $(PROFILE),full) $(PY) -m fairlab.tools.execute notebooks/*.ipynb
+	FAIRLAB_PROFILE=$(or $(PROFILE),full) $(PY) notebooks/execute.py $(or $(NOTEBOOKS),notebooks/*.ipynb)
 
 benchmark: env
 	$(PY) benchmarks/bench_train.py

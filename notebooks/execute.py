@@ -1,0 +1,41 @@
+"""Execute chapter notebooks in place, the way the committed outputs are made.
+
+    FAIRLAB_PROFILE=full python notebooks/execute.py notebooks/01_when_the_data_lies.ipynb
+
+Runs every cell with nbclient in the current Python environment, saves outputs and the ipywidgets state (so the
+built book can show widgets without a kernel), and stops at the first error.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+
+def execute(path: Path, timeout: int = 3600) -> float:
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=True,
+    )
+    start = time.perf_counter()
+    client.execute()
+    nbformat.write(notebook, path)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    args = parser.parse_args()
+    for path in args.notebooks:
+        seconds = execute(path, args.timeout)
+        print(f"{path}: executed in {seconds:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # torch/torchvision pinned to the pair that installs offline on the course machines (Python 3.11, x86_64)
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
-export FAIRLAB_PROFILE ?= quick
 export MPLBACKEND ?= Agg
 
 .PHONY: book test env clean execute-notebooks benchmark
@@ -28,12 +27,12 @@ book: env
 	@echo "Book built: open _build/html/index.html"
 
 test: env
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+	FAIRLAB_PROFILE=quick $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 	    --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 
 # Re-execute every chapter in place (the outputs the book shows). FAIRLAB_PROFILE=full on a GPU machine.
 execute-notebooks: env
-	FAIRLAB_PROFILE=$(or $(PROFILE),full) $(PY) notebooks/execute.py $(or $(NOTEBOOKS),notebooks/*.ipynb)
+	FAIRLAB_PROFILE=$${FAIRLAB_PROFILE:-full} FAIRLAB_PROGRESS=0 $(PY) notebooks/execute.py $(or $(NOTEBOOKS),notebooks/*.ipynb)
 
 benchmark: env
 	$(PY) benchmarks/bench_train.py

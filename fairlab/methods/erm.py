@@ -69,3 +69,23 @@ def cli_run(args, train: BiasedDataset, test: BiasedDataset):
     from fairlab.train import predict
 
     return predict(model, test.to(next(model.parameters()).device)), {"epochs": len(history)}
+
+
+def sweep_bias_conflicting_ratio(
+    ratios, *, epochs: int, subsample: int | None = None, seed: int = 0, device=None
+):
+    """Train the baseline on Coloured MNIST (lff) at each rho; one row of test metrics per rho (index "rho")."""
+    import pandas as pd
+
+    from fairlab import metrics
+    from fairlab.data import coloured_mnist
+    from fairlab.train import predict
+
+    device = torch.device(device) if device is not None else config.device()
+    test = coloured_mnist("lff", "test").to(device)
+    rows = {}
+    for rho in ratios:
+        train = coloured_mnist("lff", "train", bias_conflicting_ratio=rho, subsample=subsample, seed=seed)
+        model, _ = fit_erm(train, epochs=epochs, seed=seed, device=device, progress=False)
+        rows[rho] = metrics.summary(test.y, predict(model, test), sensitive_features=test.group, aligned=test.aligned)
+    return pd.DataFrame(rows).T.rename_axis("rho")

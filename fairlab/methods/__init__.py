@@ -6,4 +6,6 @@ hard predictions on ``test`` plus method-specific numbers for the JSON line.
 """
 METHODS = {
     "erm": "fairlab.methods.erm",
+    "lff": "fairlab.methods.lff",
+    "sih": "fairlab.methods.sih",
 }

@@ -1,0 +1,147 @@
+"""Signal is Harder: the loss terms by hand, the focal weights, no bias labels, the latent perturbation, the CLI."""
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from fairlab.data.base import Batch
+from fairlab.methods.sih import (
+    SignalIsHarder,
+    fit_sih,
+    perturb_bias_latent,
+    recolour,
+    reconstruct,
+    results_table,
+    signal_weights,
+    sih_loss,
+    swap_bias_latents,
+)
+from fairlab.models.vae import kl_to_standard_normal
+
+
+def _batch(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.rand(n, 3, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g),
+                 torch.zeros(n, dtype=torch.long), torch.arange(n))
+
+
+def test_signal_weights_are_one_minus_p_to_the_q():
+    w = signal_weights(torch.tensor([0.0, 0.75, 1.0]), q=0.5)
+    torch.testing.assert_close(w, torch.tensor([1.0, 0.5, 0.0]))
+    # the published q = 0.7: an aligned sample the bias model is sure of (p_b = 0.99) keeps 4% of its weight
+    assert signal_weights(torch.tensor(0.99)).item() == pytest.approx(0.01**0.7, rel=1e-5)
+
+
+def test_kl_to_standard_normal_by_hand():
+    # mean 1, var 1: 1/2 per dimension; mean 0, var 2: (2 - 1 - log 2) / 2 per dimension
+    assert kl_to_standard_normal(torch.ones(1, 4), torch.zeros(1, 4)).item() == pytest.approx(2.0)
+    expected = 3 * (1 - math.log(2)) / 2
+    assert kl_to_standard_normal(torch.zeros(1, 3), torch.full((1, 3), math.log(2))).item() == pytest.approx(expected)
+
+
+def test_sih_loss_terms_by_hand_on_a_zeroed_model():
+    # All weights zero: means 0, log-variances 0 (so KL = 0), every logit 0 (so p = 1/10 and CE = log 10),
+    # every pixel logit 0 (so each pixel's BCE is log 2 whatever x is). The sampled z cannot change any of this.
+    model = SignalIsHarder()
+    for p in model.parameters():
+        nn.init.zeros_(p)
+    out = sih_loss(model, _batch(), q=0.7)
+    log10 = math.log(10)
+    assert out["signal"].item() == pytest.approx(0.9**0.7 * log10, rel=1e-5)  # (1 - p_b)^q CE
+    assert out["bias"].item() == pytest.approx(0.1**0.7 * log10, rel=1e-5)  # p_b^q CE
+    assert out["reconstruction"].item() == pytest.approx(100 * math.log(2), rel=1e-5)  # 100 * 2352 log 2 / 2352
+    assert out["kl"].item() == pytest.approx(0.0, abs=1e-7)
+    assert out["loss"].item() == pytest.approx(((0.9**0.7 + 0.1**0.7) * log10 + 100 * math.log(2)), rel=1e-5)
+    scaled = sih_loss(model, _batch(), q=0.7, gce_scale_by_q=True, reconstruction_weight=10.0)
+    assert scaled["bias"].item() == pytest.approx(0.7 * 0.1**0.7 * log10, rel=1e-5)
+    assert scaled["reconstruction"].item() == pytest.approx(10 * math.log(2), rel=1e-5)
+
+
+def test_signal_loss_sends_no_gradient_to_the_bias_branch():
+    torch.manual_seed(0)
+    model = SignalIsHarder()
+    sih_loss(model, _batch())["signal"].backward()
+    for module in (model.bias_encoder, model.bias_classifier, model.decoder):
+        assert all(p.grad is None or not p.grad.any() for p in module.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.signal_classifier.parameters())
+
+
+def test_perturbation_makes_the_classifier_predict_the_target():
+    torch.manual_seed(0)
+    classifier = nn.Sequential(nn.ReLU(), nn.Linear(100, 10))
+    z = torch.randn(64, 100)
+    start = classifier(z).argmax(1)
+    target = (start + torch.randint(1, 10, (64,))) % 10  # a class other than the current prediction
+    z_new, success = perturb_bias_latent(classifier, z, target)
+    assert success.float().mean() >= 0.9
+    assert torch.equal(classifier(z_new).argmax(1)[success], target[success])
+    # without steps nothing moves and nothing flips: the success above is the attack's doing
+    z_same, none = perturb_bias_latent(classifier, z, target, max_steps=0)
+    assert torch.equal(z_same, z) and not none.any()
+    # a sample already predicting its target is left where it is
+    z_kept, ok = perturb_bias_latent(classifier, z[:4], start[:4])
+    assert torch.equal(z_kept, z[:4]) and ok.all()
+
+
+def test_recolour_and_swap_change_only_the_bias_latent():
+    torch.manual_seed(0)
+    model = SignalIsHarder().eval()
+    x = _batch(6).x
+    target = (model.bias_logits(x).argmax(1) + 1) % 10
+    images, success = recolour(model, x, target)
+    assert images.shape == x.shape and 0 <= images.min() and images.max() <= 1
+    assert success.float().mean() >= 0.8
+    # swapping an image's bias latent with its own is plain reconstruction
+    torch.testing.assert_close(swap_bias_latents(model, x, x), reconstruct(model, x))
+    assert not torch.allclose(swap_bias_latents(model, x, x.flip(0)), reconstruct(model, x))
+    with pytest.raises(ValueError, match="same number"):
+        swap_bias_latents(model, x, x[:2])
+
+
+@pytest.fixture(scope="module")
+def tiny_train():
+    from fairlab.data import coloured_mnist
+
+    return coloured_mnist("lff", "train", bias_conflicting_ratio=0.05, subsample=512)
+
+
+def test_sih_uses_no_bias_labels_in_training_or_selection(tiny_train):
+    perm = torch.randperm(len(tiny_train), generator=torch.Generator().manual_seed(1))
+    shuffled = dataclasses.replace(tiny_train, s=tiny_train.s[perm], group=tiny_train.group[perm],
+                                   aligned=tiny_train.aligned[perm])
+    assert not torch.equal(shuffled.s, tiny_train.s)
+    runs = [fit_sih(data, epochs=2, batch_size=128, seed=3, device="cpu", progress=False) for data in
+            (tiny_train, shuffled)]
+    (model_a, hist_a), (model_b, hist_b) = runs
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert hist_a.drop(columns="seconds").equals(hist_b.drop(columns="seconds"))
+    assert hist_a.attrs["best_epoch"] == hist_b.attrs["best_epoch"]
+    assert {"val_loss", "lr", "signal", "bias", "reconstruction", "kl"} <= set(hist_a.columns)
+
+
+def test_results_table_labels_the_published_numbers():
+    import pandas as pd
+
+    runs = pd.DataFrame([dict(method="sih", rho=0.01, seed=s, accuracy=a, aligned_accuracy=1.0,
+                              conflicting_accuracy=a) for s, a in ((0, 0.8), (1, 0.7))])
+    table = results_table(runs)
+    assert table.loc[("sih", 0.01), "published (Vandenhirtz et al., 10 seeds)"] == "80.03 ± 2.04"
+    assert table.loc[("sih", 0.01), "unbiased acc. (ours)"] == "75.00 ± 7.07"
+
+
+def test_cli_prints_the_json_metrics_line(capsys, monkeypatch):
+    from fairlab.cli import main
+
+    monkeypatch.setenv("FAIRLAB_PROGRESS", "0")
+    monkeypatch.setenv("FAIRLAB_DEVICE", "cpu")  # restored afterwards (the CLI's --device writes the environment)
+    assert main(["run", "sih", "--subsample", "512", "--epochs", "1", "--device", "cpu", "--batch-size", "128"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("accuracy", "aligned_accuracy", "conflicting_accuracy", "worst_group_accuracy", "seconds", "epochs",
+                "best_epoch"):
+        assert key in result, key
+    assert result["method"] == "sih" and result["epochs"] == 1
+    assert 0 <= result["accuracy"] <= 1

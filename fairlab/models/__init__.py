@@ -1,4 +1,6 @@
 """Networks shared by the methods."""
+from fairlab.models.conv import KimEncoder
+from fairlab.models.mine import MINE
 from fairlab.models.mlp import MLP
 
-__all__ = ["MLP"]
+__all__ = ["KimEncoder", "MINE", "MLP"]

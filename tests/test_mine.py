@@ -12,6 +12,16 @@ from fairlab.models.mine import (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The statistics network is tiny: a second thread only adds synchronisation, and on a shared 2-core CI machine
+    a thread waiting for a busy core can make a 2-second run take a minute."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _fit_gaussian(dim: int, rho: float, *, ema_decay=None, steps: int = 1000, seed: int = 0) -> tuple[float, float]:
     """(estimate, truth) after a short CPU training run on fresh samples (about 2 s)."""
     torch.manual_seed(seed)

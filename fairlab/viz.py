@@ -124,3 +124,32 @@ def metric_against(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# --- Signal is Harder ---
+def ours_against_published(ours: pd.DataFrame, published: pd.DataFrame, *, title: str = "", ylabel: str = "accuracy (%)"):
+    """Accuracy against the bias-conflicting ratio: ours (solid, mean ± sd) next to published numbers (dashed).
+
+    Both frames have columns method, rho, mean, sd (sd may be nan); one colour per method, log-scaled x.
+    """
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, method in enumerate(dict.fromkeys(list(ours["method"]) + list(published["method"]))):
+        colour = colours[k % len(colours)]
+        for frame, style, suffix in ((ours, "-", "ours"), (published, "--", "published")):
+            part = frame[frame["method"] == method].sort_values("rho")
+            if len(part):
+                ax.errorbar(part["rho"] * 100, part["mean"], yerr=part["sd"].fillna(0), fmt=style, marker="o", ms=4,
+                            capsize=3, color=colour, alpha=1.0 if suffix == "ours" else 0.55,
+                            label=f"{method} ({suffix})")
+    ax.set_xscale("log")
+    ticks = sorted(set(ours["rho"] * 100) | set(published["rho"] * 100))
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("bias-conflicting ratio rho (%)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

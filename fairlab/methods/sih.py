@@ -261,6 +261,29 @@ def swap_bias_latents(model: SignalIsHarder, x: torch.Tensor, donors: torch.Tens
     return model.decode(model.encode(x).mean_s, model.encode(donors).mean_b)
 
 
+def bias_made_visible(model: SignalIsHarder, data: BiasedDataset, n: int = 100, *, seed: int = 0) -> dict:
+    """The chapter's signature figure, as tensors: ``n`` images both classifiers get right (a proxy for
+    bias-aligned, found without bias labels), their reconstructions, their reconstructions recoloured towards the
+    next class (target = (y + 1) mod C, via the perturbed bias latent), and their digits with the bias latent of the
+    next image swapped in. Also ``target`` and ``success`` (C_b predicts the target after the perturbation).
+    """
+    model.eval()
+    with torch.no_grad():
+        both_right = (model(data.x).argmax(1) == data.y) & (model.bias_logits(data.x).argmax(1) == data.y)
+    candidates = torch.nonzero(both_right).flatten()
+    if len(candidates) < n:
+        raise ValueError(f"only {len(candidates)} images are classified right by both classifiers; lower n={n}.")
+    gen = torch.Generator().manual_seed(seed)
+    pick = candidates[torch.randperm(len(candidates), generator=gen)[:n].to(candidates.device)]
+    x, y = data.x[pick], data.y[pick]
+    target = (y + 1) % data.num_classes
+    recoloured, success = recolour(model, x, target)
+    return {
+        "original": x, "reconstruction": reconstruct(model, x), "recoloured": recoloured,
+        "swapped": swap_bias_latents(model, x, x.roll(1, 0)), "target": target, "success": success,
+    }
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Chapter helpers: how fast the bias is learnt, the results table
 # ---------------------------------------------------------------------------------------------------------------
@@ -315,13 +338,14 @@ def published_table() -> pd.DataFrame:
 
 def compare_methods(
     ratios: Sequence[float], seeds: Sequence[int], *, vanilla_epochs: int, lff_epochs: int, sih_epochs: int,
-    subsample: int | None = None, device=None, progress: bool | None = False,
-) -> pd.DataFrame:
-    """Train vanilla, LfF and SiH at every (rho, seed) on the LfF Coloured MNIST protocol; one row per run.
+    subsample: int | None = None, batch_size: int = 256, device=None, progress: bool | None = False,
+) -> tuple[pd.DataFrame, dict]:
+    """Train vanilla, LfF and SiH at every (rho, seed) on the LfF Coloured MNIST protocol.
 
     Every method sees the same 90% of the training set; the 10% biased validation split selects the vanilla and
-    SiH checkpoints (LfF runs a fixed number of epochs). Columns: method, rho, seed, accuracy, aligned_accuracy,
-    conflicting_accuracy (test, in [0, 1]), epochs, seconds.
+    SiH checkpoints (LfF runs a fixed number of epochs). Returns ``(runs, trained)``: ``runs`` has one row per run
+    with columns method, rho, seed, accuracy, aligned_accuracy, conflicting_accuracy (test, in [0, 1]), epochs,
+    seconds; ``trained[(method, rho, seed)]`` is that run's ``(model, history)``.
     """
     import time
 
@@ -332,27 +356,28 @@ def compare_methods(
 
     device = torch.device(device) if device is not None else config.device()
     test = coloured_mnist("lff", "test").to(device)
-    rows = []
+    rows, trained = [], {}
     for rho in ratios:
         for seed in seeds:
             data = coloured_mnist("lff", "train", bias_conflicting_ratio=rho, seed=seed, subsample=subsample)
             train, val = data.to(device).random_split(0.1, seed=seed)
             runs = {
                 "vanilla": lambda: fit_erm(train, val=val, epochs=vanilla_epochs, seed=seed, device=device,
-                                           progress=progress),
-                "lff": lambda: fit_lff(train, epochs=lff_epochs, seed=seed, device=device, progress=progress),
-                "sih": lambda: fit_sih(train, val=val, epochs=sih_epochs, seed=seed, device=device,
+                                           batch_size=batch_size, progress=progress),
+                "lff": lambda: fit_lff(train, epochs=lff_epochs, seed=seed, device=device, batch_size=batch_size,
                                        progress=progress),
+                "sih": lambda: fit_sih(train, val=val, epochs=sih_epochs, seed=seed, device=device,
+                                       batch_size=batch_size, progress=progress),
             }
             for method, run in runs.items():
                 start = time.perf_counter()
-                model, history = run()
+                model, history = trained[(method, rho, seed)] = run()
                 seconds = time.perf_counter() - start
                 pred = predict(model, test)
                 scores = metrics.aligned_conflicting_accuracy(test.y, pred, aligned=test.aligned)
                 rows.append(dict(method=method, rho=rho, seed=seed, accuracy=metrics.accuracy(test.y, pred),
                                  **scores, epochs=len(history), seconds=seconds))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), trained
 
 
 def results_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -153,3 +153,45 @@ def ours_against_published(ours: pd.DataFrame, published: pd.DataFrame, *, title
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# --- MI backprop ---
+def mine_convergence(runs: Mapping[str, tuple[pd.DataFrame, float]], *, title: str = "", ncols: int = 4):
+    """MINE's estimate over training against the closed form: ``{label: (history, truth)}``, one panel per case.
+
+    ``history`` is ``fairlab.models.mine.train_mine``'s output: the noisy per-batch value (``train_estimate``,
+    drawn faint) and the large-sample evaluations (``estimate``, dots); the truth is a dashed line.
+    """
+    ncols = min(ncols, len(runs))
+    nrows = -(-len(runs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
+    for ax, (label, (history, truth)) in zip(axes.flat, runs.items()):
+        ax.plot(history.index, history["train_estimate"], color="tab:blue", alpha=0.25, lw=0.8, label="batch")
+        evaluated = history["estimate"].dropna()
+        ax.plot(evaluated.index, evaluated, "o-", color="tab:blue", ms=3, label="estimate")
+        ax.axhline(truth, color="k", ls="--", lw=1, label="truth")
+        ax.set_ylim(min(0.0, float(history["train_estimate"].min())), 1.3 * truth + 0.05)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(runs):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_mi_tradeoff(frame: pd.DataFrame, *, x: str = "mi_estimate", y: str = "accuracy", label: str = "lambda",
+                         title: str = ""):
+    """Each run as a point (MI estimate, test accuracy), annotated with its lambda: the price of removing information."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    ax.scatter(frame[x], frame[y], c=np.log10(frame[label].clip(lower=1e-3)), cmap="viridis", s=30)
+    for _, row in frame.iterrows():
+        ax.annotate(f"{row[label]:g}", (row[x], row[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("MI estimate I(z; c) on the training set (nats)" if x == "mi_estimate" else x)
+    ax.set_ylabel(f"test {y}")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -7,5 +7,6 @@ hard predictions on ``test`` plus method-specific numbers for the JSON line.
 METHODS = {
     "erm": "fairlab.methods.erm",
     "lff": "fairlab.methods.lff",
+    "mi": "fairlab.methods.mi_backprop",
     "sih": "fairlab.methods.sih",
 }

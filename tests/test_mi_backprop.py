@@ -1,0 +1,142 @@
+"""fairlab.methods.mi_backprop: the clipping rule, which gradients the MI term reaches, shapes, and the CLI."""
+import json
+
+import pytest
+import torch
+
+from fairlab.cli import main
+from fairlab.data.base import BiasedDataset
+from fairlab.methods import mi_backprop
+from fairlab.methods.mi_backprop import bias_code, build_model, clip_to_reference, make_mi_step, mi_estimate
+from fairlab.train import fit
+
+
+def _tabular(n=64, features=5, seed=0) -> BiasedDataset:
+    """Tabular toy data whose label leans on a binary sensitive attribute (1-D int s, as Adult has)."""
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randint(0, 2, (n,), generator=gen)
+    x = torch.randn(n, features, generator=gen) + s[:, None].float()
+    y = (x[:, 0] > 0.5).long()
+    return BiasedDataset(x=x, y=y, s=s, aligned=s == y, num_classes=2, num_groups=2, name="toy")
+
+
+def _images(n=16, seed=0) -> BiasedDataset:
+    """Kim-shaped toy data: (n, 3, 28, 28) images and a (n, 24) float bias code."""
+    gen = torch.Generator().manual_seed(seed)
+    code = torch.zeros(n, 24)
+    code[torch.arange(n), torch.randint(0, 24, (n,), generator=gen)] = 1
+    return BiasedDataset(x=torch.rand(n, 3, 28, 28, generator=gen), y=torch.randint(0, 10, (n,), generator=gen),
+                         s=code, num_classes=10, num_groups=24, name="toy-images")
+
+
+def test_clipping_matches_hand_computation():
+    ce = [torch.tensor([3.0, 4.0]), torch.tensor([[1.0, 0.0], [0.0, 0.0]])]  # norms 5 and 1
+    mi = [torch.tensor([0.6, 0.8]), torch.tensor([[0.0, 6.0], [8.0, 0.0]])]  # norms 1 and 10
+    clipped = clip_to_reference(mi, ce)
+    # first tensor: already smaller than the CE gradient -> unchanged
+    assert torch.allclose(clipped[0], mi[0])
+    # second: scaled to norm min(1, 10) = 1, same direction
+    assert torch.allclose(clipped[1], torch.tensor([[0.0, 0.6], [0.8, 0.0]]))
+    for g_mi, g_ce, out in zip(mi, ce, clipped):
+        assert torch.isclose(out.norm(), torch.minimum(g_mi.norm(), g_ce.norm()))
+        assert torch.allclose(out / out.norm(), g_mi / g_mi.norm())
+
+
+def test_clipping_leaves_zero_gradients_zero():
+    assert torch.equal(clip_to_reference([torch.zeros(3)], [torch.ones(3)])[0], torch.zeros(3))
+
+
+def _one_step(data, mi_weight, seed=0):
+    """Parameters of (encoder, classifier) after one step of the game, from the same start."""
+    torch.manual_seed(seed)
+    model = build_model(data)
+    step = make_mi_step(model, mi_weight=mi_weight, statistics_steps=1)
+    torch.manual_seed(seed + 1)  # the same shuffle of the bias code in every call
+    logs = step(next(data.batches(len(data))))
+    return model, logs
+
+
+def test_mi_term_reaches_the_encoder_only_when_lambda_positive():
+    data = _tabular()
+    baseline, _ = _one_step(data, 0.0)
+    penalised, logs = _one_step(data, 1.0)
+    # lambda = 0: the step is exactly a cross-entropy step
+    torch.manual_seed(0)
+    reference = build_model(data)
+    optimizer = torch.optim.Adam(list(reference.encoder.parameters()) + list(reference.classifier.parameters()), lr=1e-3)
+    batch = next(data.batches(len(data)))
+    torch.nn.functional.cross_entropy(reference(batch.x), batch.y).backward()
+    optimizer.step()
+    for ours, theirs in zip(baseline.encoder.parameters(), reference.encoder.parameters()):
+        assert torch.allclose(ours, theirs)
+    # lambda > 0: the encoder moves differently, the classifier (which I(z; c) does not depend on) does not
+    assert any(not torch.allclose(a, b) for a, b in zip(baseline.encoder.parameters(), penalised.encoder.parameters()))
+    for a, b in zip(baseline.classifier.parameters(), penalised.classifier.parameters()):
+        assert torch.allclose(a, b)
+    assert set(logs) >= {"loss", "ce", "mi", "accuracy"}
+
+
+def test_statistics_network_climbs_the_bound():
+    data = _tabular(n=256)
+    torch.manual_seed(0)
+    model = build_model(data)
+    before = [p.clone() for p in model.statistics.parameters()]
+    # mi_weight = 0: the encoder learns only the task, T only the estimate
+    step = make_mi_step(model, mi_weight=0.0, statistics_steps=5, lr=1e-2)
+    history = fit(model, data, step, epochs=15, batch_size=64, device="cpu", progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.statistics.parameters()))
+    # s shifts x, so features carry information about s: the estimate becomes clearly positive
+    assert history["mi"].iloc[-3:].mean() > 0.05
+    assert mi_estimate(model, data, batch_size=256) > 0.05
+
+
+def test_image_data_and_float_bias_code():
+    data = _images()
+    model, logs = _one_step(data, 1.0)
+    assert model.statistics.x_dim == 24 and logs["mi"].shape == ()
+
+
+def test_bias_code_shapes():
+    assert torch.equal(bias_code(torch.tensor([0, 1, 1]), 2), torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
+    code = torch.rand(3, 24)
+    assert bias_code(code, 24) is code
+    with pytest.raises(ValueError, match=r"got shape \(3, 2, 2\)"):
+        bias_code(torch.zeros(3, 2, 2), 2)
+
+
+def test_bias_code_width_mismatch_names_sizes():
+    model = build_model(_tabular())  # sex: a 2-wide one-hot code
+    with pytest.raises(ValueError, match="width 2, got 24"):
+        model.bias_code(torch.rand(4, 24))
+
+
+def test_bad_arguments():
+    model = build_model(_tabular())
+    with pytest.raises(ValueError, match="statistics_steps"):
+        make_mi_step(model, mi_weight=1.0, statistics_steps=0)
+    with pytest.raises(ValueError, match="lambda"):
+        make_mi_step(model, mi_weight=-1.0)
+
+
+def test_cli_prints_metrics_and_the_mi_estimate(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAIRLAB_PROGRESS", "0")
+    code = main(["run", "mi", "--dataset", "cmnist-kim", "--subsample", "256", "--epochs", "1", "--batch-size", "64",
+                 "--lambda", "1", "--colour-variance", "0.03", "--statistics-steps", "2", "--device", "cpu",
+                 "--profile", "quick"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = {"accuracy", "worst_group_accuracy", "aligned_accuracy", "conflicting_accuracy", "dp", "hgr",
+                "seconds", "method", "dataset", "seed", "profile", "epochs", "lambda", "statistics_steps",
+                "mi_estimate"}
+    assert expected <= set(result)
+    assert result["method"] == "mi" and result["lambda"] == 1.0
+    assert isinstance(result["mi_estimate"], float)
+
+
+def test_cli_adult(capsys, monkeypatch):
+    monkeypatch.setenv("FAIRLAB_PROGRESS", "0")
+    assert main(["run", "mi", "--dataset", "adult", "--epochs", "1", "--batch-size", "1024", "--device", "cpu",
+                 "--statistics-steps", "1", "--warmup-epochs", "0", "--profile", "quick"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"dp", "eo", "mi_estimate"} <= set(result)
+    assert mi_backprop.__name__ == "fairlab.methods.mi_backprop"

@@ -16,6 +16,8 @@ metric                               what it measures
 ``true_negative_rate_difference``    max_g - min_g of P(yhat=0 | y=0, s=g)
 ``equalized_odds_difference``        max(TPR difference, FPR difference)                      (fairlearn's EO)
 ``hgr_correlation``                  Hirschfeld-Gebelein-Renyi maximal correlation of two discrete variables
+``discrete_mutual_information``      I(a; b) in nats of two discrete variables (plug-in)
+``probe_accuracy``                   held-out accuracy of a fresh linear classifier reading s from features
 ``summary`` / ``fairness_report``    the scalars above in one dict / a per-group table
 ===================================  =========================================================================
 
@@ -37,10 +39,12 @@ __all__ = [
     "accuracy",
     "aligned_conflicting_accuracy",
     "demographic_parity_difference",
+    "discrete_mutual_information",
     "equalized_odds_difference",
     "fairness_report",
     "group_accuracies",
     "hgr_correlation",
+    "probe_accuracy",
     "summary",
     "true_negative_rate_difference",
     "true_positive_rate_difference",
@@ -238,6 +242,30 @@ def equalized_odds_difference(y_true, y_pred, *, sensitive_features) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Dependence between two discrete variables
+# ---------------------------------------------------------------------------------------------------------------
+def _joint_counts(a, b) -> np.ndarray:
+    """Contingency table of two discrete variables: counts[i, j] = #{a = i-th value, b = j-th value}."""
+    a, b = _to_numpy(a, "a"), _to_numpy(b, "b")
+    _check_lengths(a=a, b=b)
+    (a_values, a_code), (b_values, b_code) = _codes(a), _codes(b)
+    counts = np.bincount(a_code * len(b_values) + b_code, minlength=len(a_values) * len(b_values))
+    return counts.reshape(len(a_values), len(b_values))
+
+
+def discrete_mutual_information(a, b) -> float:
+    """Plug-in mutual information I(a; b) in nats of two discrete variables, from their empirical joint frequencies.
+
+    sum_ij p_ij log(p_ij / (p_i p_j)). 0 for independent samples, H(a) when b determines a. Biased upwards for
+    small samples with many values (every estimate from counts is), so compare it on the same amount of data.
+    """
+    counts = _joint_counts(a, b)
+    joint = counts / counts.sum()
+    outer = np.outer(joint.sum(axis=1), joint.sum(axis=0))
+    nonzero = joint > 0
+    return float(max(np.sum(joint[nonzero] * np.log(joint[nonzero] / outer[nonzero])), 0.0))
+
+
 # Maximal correlation
 # ---------------------------------------------------------------------------------------------------------------
 def hgr_correlation(a, b) -> float:
@@ -247,23 +275,70 @@ def hgr_correlation(a, b) -> float:
     largest singular value of Q is 1 (constant f, g) and HGR is the second largest. 0 iff a and b are independent,
     1 iff some non-constant function of a is a function of b. For two binary variables HGR = |phi| = |Pearson r|.
     """
-    a, b = _to_numpy(a, "a"), _to_numpy(b, "b")
-    _check_lengths(a=a, b=b)
-    a_values, a_code = _codes(a)
-    b_values, b_code = _codes(b)
-    if len(a_values) == 1 or len(b_values) == 1:
+    counts = _joint_counts(a, b)
+    if min(counts.shape) == 1:
         return 0.0  # a constant carries no information; Q has a single singular value
-    counts = np.bincount(a_code * len(b_values) + b_code, minlength=len(a_values) * len(b_values))
-    counts = counts.reshape(len(a_values), len(b_values))
+    n = int(counts.sum())
     rows, cols = counts.sum(axis=1), counts.sum(axis=0)
     # A product-form table is exactly independent; checking it in integers avoids the SVD's ~1e-17 rounding.
-    if np.array_equal(counts * len(a), np.outer(rows, cols)):
+    if np.array_equal(counts * n, np.outer(rows, cols)):
         return 0.0
-    joint = counts / len(a)
-    p_a, p_b = rows / len(a), cols / len(a)
+    joint = counts / n
+    p_a, p_b = rows / n, cols / n
     q = joint / np.sqrt(np.outer(p_a, p_b))
     singular_values = np.linalg.svd(q, compute_uv=False)  # sorted, largest (= 1) first
     return float(min(singular_values[1], 1.0))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Leakage: what an auditor can read from a representation
+# ---------------------------------------------------------------------------------------------------------------
+def probe_accuracy(features, labels, *, test_fraction: float = 0.5, steps: int = 500, weight_decay: float = 1e-4,
+                   seed: int = 0) -> dict:
+    """How well a *fresh* linear classifier reads ``labels`` (e.g. s) from ``features`` (N, d): an independent audit.
+
+    A method that removes s from its representation is judged by its own adversary during training; an adversary
+    can be fooled. This probe is trained afterwards, from scratch, on a random ``1 - test_fraction`` of the rows
+    (multinomial logistic regression on standardised features, full-batch L-BFGS, L2 penalty ``weight_decay``) and
+    scored on the rest. Returns ``{"accuracy": ..., "chance": ...}``, chance being the accuracy of always
+    predicting the most frequent label of the probe's training rows: a representation that carries no linear
+    information about s has accuracy close to chance.
+    """
+    x = torch.as_tensor(features).detach().float().cpu()
+    y = torch.as_tensor(labels).detach().cpu()
+    if x.ndim != 2:
+        raise ValueError(f"features must be (samples, dimensions), got shape {tuple(x.shape)}.")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"labels must be one value per row of features ({len(x)}), got shape {tuple(y.shape)}.")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}.")
+    _, code = np.unique(y.numpy(), return_inverse=True)
+    y = torch.as_tensor(code.reshape(-1), dtype=torch.long)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_test = int(round(test_fraction * len(x)))
+    fit_rows, test_rows = order[n_test:], order[:n_test]
+    if n_test == 0 or len(fit_rows) == 0:
+        raise ValueError(f"{len(x)} rows are too few to split into probe training and test rows.")
+    # standardise with the training rows' statistics: L-BFGS converges in few steps on a well-scaled problem
+    mean, std = x[fit_rows].mean(0), x[fit_rows].std(0).clamp_min(1e-6)
+    x = (x - mean) / std
+    probe = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
+    torch.nn.init.zeros_(probe.weight), torch.nn.init.zeros_(probe.bias)  # a convex problem: start anywhere
+    optimizer = torch.optim.LBFGS(probe.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(probe(x[fit_rows]), y[fit_rows])
+        loss = loss + 0.5 * weight_decay * probe.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.no_grad():
+        predictions = probe(x[test_rows]).argmax(1)
+    majority = torch.bincount(y[fit_rows]).argmax()
+    return {"accuracy": accuracy(y[test_rows], predictions), "chance": accuracy(y[test_rows], torch.full_like(predictions, int(majority)))}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -182,16 +182,29 @@ def mine_convergence(runs: Mapping[str, tuple[pd.DataFrame, float]], *, title: s
     return fig
 
 
-def accuracy_mi_tradeoff(frame: pd.DataFrame, *, x: str = "mi_estimate", y: str = "accuracy", label: str = "lambda",
-                         title: str = ""):
-    """Each run as a point (MI estimate, test accuracy), annotated with its lambda: the price of removing information."""
-    fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    ax.scatter(frame[x], frame[y], c=np.log10(frame[label].clip(lower=1e-3)), cmap="viridis", s=30)
-    for _, row in frame.iterrows():
-        ax.annotate(f"{row[label]:g}", (row[x], row[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("MI estimate I(z; c) on the training set (nats)" if x == "mi_estimate" else x)
-    ax.set_ylabel(f"test {y}")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+def lambda_sweep_audit(frame: pd.DataFrame, *, title: str = ""):
+    """One run per lambda (``mi_backprop.kim_sweep`` rows), two panels against lambda (symmetric-log axis, 0 shown).
+
+    Left, in nats: what the adversary reports (``mi_estimate``) and the floor that counting guarantees
+    (``mi_floor`` = I(yhat; c)); an estimate below the floor is a fooled adversary. Right: test accuracy and the
+    accuracy of a fresh linear probe reading the colour from the features (``bias_probe_accuracy``), with its chance
+    level dashed.
+    """
+    frame = frame.sort_values("lambda")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.3))
+    left.plot(frame["lambda"], frame["mi_estimate"], "o-", label="MINE estimate of I(z; c)")
+    left.plot(frame["lambda"], frame["mi_floor"], "s--", label="floor I(yhat; c), counted")
+    left.set_ylabel("nats (training set)")
+    right.plot(frame["lambda"], frame["accuracy"], "o-", label="test accuracy (digit)")
+    right.plot(frame["lambda"], frame["bias_probe_accuracy"], "s-", label="probe accuracy (colour from z)")
+    right.axhline(frame["bias_probe_chance"].mean(), color="k", ls=":", lw=1, label="probe chance")
+    right.set_ylim(0, 1)
+    for ax in (left, right):
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("lambda")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

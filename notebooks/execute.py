@@ -8,6 +8,7 @@ built book can show widgets without a kernel), and stops at the first error.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from nbclient import NotebookClient
 
 
 def execute(path: Path, timeout: int = 3600) -> float:
+    # The kernel must draw figures into the saved outputs with its inline backend; a non-interactive MPLBACKEND
+    # inherited from the caller (the Makefile exports Agg for the tests) would leave every figure out of the book.
+    os.environ.pop("MPLBACKEND", None)
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},

@@ -189,3 +189,14 @@ def test_biased_dataset_rejects_bad_labels():
         BiasedDataset(x=torch.zeros(3, 2), y=torch.tensor([0, 1]), s=torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"labels y must lie in \[0, 2\)"):
         BiasedDataset(x=torch.zeros(2, 2), y=torch.tensor([0, 5]), s=torch.zeros(2, dtype=torch.long), num_classes=2)
+
+
+def test_colour_code_index_inverts_the_one_hot_code():
+    from fairlab.data.coloured_mnist import colour_code, colour_code_index
+
+    colours = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.26, 0.99]])
+    x = colours[:, :, None, None].expand(3, 3, 28, 28)
+    levels = torch.tensor([[7, 0, 0], [0, 0, 7], [4, 2, 7]])  # floor(8 * value), clamped to 7
+    assert torch.equal(colour_code_index(colour_code(x)), levels[:, 0] * 64 + levels[:, 1] * 8 + levels[:, 2])
+    with pytest.raises(ValueError, match=r"shape \(N, 24\)"):
+        colour_code_index(torch.zeros(3, 10))

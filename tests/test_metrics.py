@@ -272,3 +272,28 @@ def test_fairness_report():
         "equalized_odds_difference": 1.0,
         "hgr": hgr_correlation(y_pred, s),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# discrete_mutual_information
+# ---------------------------------------------------------------------------------------------------------------
+def test_discrete_mutual_information_known_answers():
+    from fairlab.metrics import discrete_mutual_information
+
+    a = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    assert discrete_mutual_information(a, a) == pytest.approx(np.log(4))  # I(a; a) = H(a)
+    assert discrete_mutual_information(a, a // 2) == pytest.approx(np.log(2))  # b a function of a: H(b)
+    assert discrete_mutual_information(a, np.array([0, 1] * 4)) == 0.0  # a product table: independent
+    assert discrete_mutual_information(a, np.zeros(8)) == 0.0
+
+
+def test_discrete_mutual_information_matches_scikit_learn():
+    from sklearn.metrics import mutual_info_score
+
+    from fairlab.metrics import discrete_mutual_information
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, 3000)
+    b = (a + rng.integers(0, 3, 3000)) % 7  # dependent, not a function
+    assert discrete_mutual_information(a, b) == pytest.approx(mutual_info_score(a, b), rel=1e-9)
+    assert discrete_mutual_information(torch.tensor(a), torch.tensor(b)) == pytest.approx(mutual_info_score(a, b))

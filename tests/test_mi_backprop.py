@@ -1,5 +1,6 @@
 """fairlab.methods.mi_backprop: the clipping rule, which gradients the MI term reaches, shapes, and the CLI."""
 import json
+import math
 
 import pytest
 import torch
@@ -122,14 +123,14 @@ def test_cli_prints_metrics_and_the_mi_estimate(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("FAIRLAB_PROGRESS", "0")
     code = main(["run", "mi", "--dataset", "cmnist-kim", "--subsample", "256", "--epochs", "1", "--batch-size", "64",
                  "--lambda", "1", "--colour-variance", "0.03", "--statistics-steps", "2", "--device", "cpu",
-                 "--profile", "quick"])
+                 "--profile", "quick", "--conditional", "--statistics-lr", "3e-3"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     expected = {"accuracy", "worst_group_accuracy", "aligned_accuracy", "conflicting_accuracy", "dp", "hgr",
                 "seconds", "method", "dataset", "seed", "profile", "epochs", "lambda", "statistics_steps",
-                "mi_estimate"}
+                "conditional", "mi_estimate"}
     assert expected <= set(result)
-    assert result["method"] == "mi" and result["lambda"] == 1.0
+    assert result["method"] == "mi" and result["lambda"] == 1.0 and result["conditional"] is True
     assert isinstance(result["mi_estimate"], float)
 
 
@@ -140,3 +141,92 @@ def test_cli_adult(capsys, monkeypatch):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"dp", "eo", "mi_estimate"} <= set(result)
     assert mi_backprop.__name__ == "fairlab.methods.mi_backprop"
+
+
+def test_conditional_model_estimates_information_beyond_the_label():
+    """s = y: everything z knows about s it knows through y, so I(z; s | y) = 0 and the conditional DV value is
+    <= 0 for any statistics network, while the unconditional one sees the information."""
+    data = _tabular(n=256)
+    data = BiasedDataset(x=data.x, y=data.s.clone(), s=data.s, num_classes=2, num_groups=2, name="s=y")
+    torch.manual_seed(0)
+    plain = build_model(data)
+    step = make_mi_step(plain, mi_weight=0.0, statistics_steps=5, lr=1e-2)
+    fit(plain, data, step, epochs=10, batch_size=64, device="cpu", progress=False)
+    assert mi_estimate(plain, data, batch_size=256) > 0.1
+    conditional = build_model(data, conditional=True)
+    conditional.load_state_dict(plain.state_dict())  # the same trained T and encoder, read conditionally
+    assert mi_estimate(conditional, data, batch_size=256) <= 1e-6
+
+
+def test_evaluate_audits_the_features_with_a_fresh_probe():
+    data = _tabular(n=512)
+    torch.manual_seed(0)
+    model = build_model(data)
+    result = mi_backprop.evaluate(model, data, data)
+    assert {"accuracy", "dp", "mi_estimate", "mi_floor", "bias_probe_accuracy", "bias_probe_chance"} <= set(result)
+    # x is shifted by s, so even an untrained encoder's features show s to a linear probe
+    assert result["bias_probe_accuracy"] > result["bias_probe_chance"] + 0.1
+    assert mi_backprop.features(model, data).shape == (512, 64)
+
+
+def test_prediction_information_is_the_plug_in_mutual_information():
+    data = _images(n=64)
+    torch.manual_seed(0)
+    model = build_model(data)
+    predictions = mi_backprop.predict(model, data)
+    codes = torch.unique(data.s, dim=0, return_inverse=True)[1]
+    from fairlab.metrics import discrete_mutual_information
+    assert mi_backprop.prediction_information(model, data) == discrete_mutual_information(predictions, codes)
+    # a model whose prediction *is* the (1-D) bias attribute: the floor is H(s)
+    tabular = _tabular(n=200)
+    reads_s = BiasedDataset(x=tabular.s[:, None].float(), y=tabular.s.clone(), s=tabular.s, num_classes=2)
+    share = reads_s.s.float().mean().item()
+    entropy = -(share * math.log(share) + (1 - share) * math.log(1 - share))
+    assert mi_backprop.prediction_information(_ReadsFirstColumn(), reads_s) == pytest.approx(entropy)
+
+
+class _ReadsFirstColumn(torch.nn.Module):
+    """Logits that put the class on the value of x[:, 0]: a stand-in for a model that reads the bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(x[:, 0].long(), 2).float() * self.scale
+
+
+def test_released_code_schedule_fresh_batches_and_a_statistics_pass_every_epoch():
+    """The released code's T schedule (fresh batches for T's k steps, a T-only pass before every epoch) runs and
+    still finds the information that s puts into x."""
+    data = _tabular(n=256)
+    model, history = mi_backprop.fit_mi_backprop(
+        data, epochs=8, mi_weight=0.0, statistics_steps=3, lr=1e-2, batch_size=64, fresh_statistics_batches=True,
+        statistics_pass_every_epoch=True, device="cpu", progress=False,
+    )
+    assert len(history) == 8
+    assert mi_estimate(model, data, batch_size=256) > 0.05
+
+
+def test_clamp_at_zero_ignores_negative_estimates():
+    """A T blind to c (its c-weights zeroed) gives a DV value < 0 by Jensen. Clamped, the MI step then leaves the
+    encoder exactly where the cross-entropy step put it; unclamped, it pushes the estimate further down."""
+    data = _tabular()
+
+    def one_step(mi_weight, clamp):
+        torch.manual_seed(0)
+        model = build_model(data)
+        with torch.no_grad():
+            model.statistics.statistics[0].weight[:, : model.statistics.x_dim] = 0  # T(c, z) = f(z)
+        step = make_mi_step(model, mi_weight=mi_weight, statistics_steps=1, clamp_at_zero=clamp)
+        torch.manual_seed(1)
+        logs = step(next(data.batches(len(data))))
+        return model, logs
+
+    baseline, _ = one_step(0.0, False)
+    clamped, logs = one_step(1.0, True)
+    unclamped, _ = one_step(1.0, False)
+    assert logs["mi"] < 0
+    for a, b in zip(baseline.encoder.parameters(), clamped.encoder.parameters()):
+        assert torch.allclose(a, b)
+    assert any(not torch.allclose(a, b) for a, b in zip(baseline.encoder.parameters(), unclamped.encoder.parameters()))

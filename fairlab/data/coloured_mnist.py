@@ -76,6 +76,18 @@ def colour_code(x: torch.Tensor, bins: int = KIM_CODE_BINS) -> torch.Tensor:
     return F.one_hot(level, bins).flatten(1).float()
 
 
+def colour_code_index(code: torch.Tensor, bins: int = KIM_CODE_BINS) -> torch.Tensor:
+    """Kim's (N, 3 * bins) one-hot colour code as one discrete value per image: (N,) int64 in [0, bins^3).
+
+    The index of the (red, green, blue) levels, red most significant: what a count-based statistic such as
+    ``metrics.discrete_mutual_information`` needs.
+    """
+    if code.ndim != 2 or code.shape[1] != 3 * bins:
+        raise ValueError(f"expected a colour code of shape (N, {3 * bins}), got {tuple(code.shape)}.")
+    levels = code.view(-1, 3, bins).argmax(2)  # (N, 3)
+    return levels[:, 0] * bins**2 + levels[:, 1] * bins + levels[:, 2]
+
+
 def _check(protocol, split, bias_conflicting_ratio, colour_std, colour_variance):
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown Coloured MNIST protocol {protocol!r}; choose one of {PROTOCOLS}.")

@@ -5,14 +5,16 @@ batch 256); on Adult an MLP with one hidden layer.
 """
 from __future__ import annotations
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairlab import config
+from fairlab import config, metrics
+from fairlab.data import coloured_mnist
 from fairlab.data.base import Batch, BiasedDataset
 from fairlab.models import MLP
-from fairlab.train import evaluate_loss, fit, make_step
+from fairlab.train import evaluate_loss, fit, make_step, predict
 
 
 def build_model(data: BiasedDataset) -> nn.Module:
@@ -66,8 +68,6 @@ def add_cli_arguments(parser) -> None:
 def cli_run(args, train: BiasedDataset, test: BiasedDataset):
     epochs = args.epochs or config.by_profile(quick=3, full=100, name=args.profile)
     model, history = fit_erm(train, epochs=epochs, lr=args.lr, seed=args.seed, batch_size=args.batch_size)
-    from fairlab.train import predict
-
     return predict(model, test.to(next(model.parameters()).device)), {"epochs": len(history)}
 
 
@@ -75,12 +75,6 @@ def sweep_bias_conflicting_ratio(
     ratios, *, epochs: int, subsample: int | None = None, seed: int = 0, device=None
 ):
     """Train the baseline on Coloured MNIST (lff) at each rho; one row of test metrics per rho (index "rho")."""
-    import pandas as pd
-
-    from fairlab import metrics
-    from fairlab.data import coloured_mnist
-    from fairlab.train import predict
-
     device = torch.device(device) if device is not None else config.device()
     test = coloured_mnist("lff", "test").to(device)
     rows = {}

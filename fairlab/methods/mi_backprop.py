@@ -28,11 +28,12 @@ from fairlab import config, metrics
 from fairlab.data import coloured_mnist
 from fairlab.data.base import Batch, BiasedDataset
 from fairlab.models import MINE, MLP, KimEncoder
+from fairlab.models.mine import shuffle_within
 from fairlab.train import fit, predict
 
 __all__ = [
     "MIBackpropModel", "bias_code", "build_model", "clip_to_reference", "fit_mi_backprop", "mi_estimate",
-    "make_mi_step", "objective", "evaluate", "kim_sweep",
+    "make_mi_step", "objective", "evaluate", "features", "kim_sweep", "prediction_information",
 ]
 
 
@@ -50,12 +51,19 @@ def bias_code(s: torch.Tensor, num_values: int) -> torch.Tensor:
 
 
 class MIBackpropModel(nn.Module):
-    """Encoder f (x -> z), classifier g (z -> logits) and the statistics network T(c, z). ``forward`` = g(f(x))."""
+    """Encoder f (x -> z), classifier g (z -> logits) and the statistics network T(c, z). ``forward`` = g(f(x)).
 
-    def __init__(self, encoder: nn.Module, classifier: nn.Module, statistics: MINE, bias_values: int):
+    ``conditional=True`` (our extension, not the paper's): the marginal samples shuffle c only among samples of the
+    same label y, so T bounds the conditional information I(z; c | y) from below: what z knows about the bias
+    *beyond* the label. See ``mutual_information``.
+    """
+
+    def __init__(self, encoder: nn.Module, classifier: nn.Module, statistics: MINE, bias_values: int,
+                 conditional: bool = False):
         super().__init__()
         self.encoder, self.classifier, self.statistics = encoder, classifier, statistics
         self.bias_values = bias_values  # one-hot width for integer bias labels (ignored for float codes)
+        self.conditional = conditional
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.encoder(x))
@@ -68,9 +76,14 @@ class MIBackpropModel(nn.Module):
             )
         return code
 
+    def mutual_information(self, c: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """I_hat(z; c) on the batch, or I_hat(z; c | y) for a conditional model (c shuffled within each label)."""
+        return self.statistics(c, z, shuffle_within(y) if self.conditional else None)
+
 
 def build_model(
-    data: BiasedDataset, *, z_dim: int = 64, hidden: int = 64, ema_decay: float | None = None
+    data: BiasedDataset, *, z_dim: int = 64, hidden: int = 64, ema_decay: float | None = None,
+    conditional: bool = False,
 ) -> MIBackpropModel:
     """The networks of the brief for a data set: images -> Kim's CNN; tabular -> MLP(hidden) with ReLU features.
 
@@ -83,7 +96,7 @@ def build_model(
     bias_values = data.num_groups or int(data.s.max()) + 1
     c_dim = data.s.shape[1] if data.s.ndim == 2 else bias_values
     return MIBackpropModel(encoder, nn.Linear(z_dim, data.num_classes), MINE(c_dim, z_dim, ema_decay=ema_decay),
-                           bias_values)
+                           bias_values, conditional)
 
 
 def objective(model: MIBackpropModel, x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, mi_weight: float) -> dict:
@@ -91,7 +104,7 @@ def objective(model: MIBackpropModel, x: torch.Tensor, y: torch.Tensor, c: torch
     z = model.encoder(x)  # (B, z_dim)
     logits = model.classifier(z)
     cross_entropy = F.cross_entropy(logits, y)
-    mutual_information = model.statistics(c, z)
+    mutual_information = model.mutual_information(c, z, y)
     return {
         "loss": cross_entropy + mi_weight * mutual_information,
         "ce": cross_entropy,
@@ -118,14 +131,22 @@ def clip_to_reference(gradients: list[torch.Tensor], reference: list[torch.Tenso
 
 def make_mi_step(
     model: MIBackpropModel, *, mi_weight: float, statistics_steps: int = 5, lr: float = 1e-3,
-    statistics_lr: float | None = None,
+    statistics_lr: float | None = None, statistics_data: BiasedDataset | None = None,
+    statistics_optimizer: torch.optim.Optimizer | None = None, clamp_at_zero: bool = False,
 ):
     """One batch of the game: one CE step and one clipped MI step on (f, g), then ``statistics_steps`` steps on T.
 
-    Differences from the released code, for speed: the CE and MI gradients come from one forward pass, taken at the
-    same parameters before either optimiser moves them, and T's k steps reuse that pass's features (detached), so
-    they cost no encoder passes. Nothing here reads a tensor back to the host: on a GPU a step is queued without
-    waiting.
+    T's k steps: with ``statistics_data`` (the released code's way), each step draws a fresh random batch of it and
+    computes its features with the current encoder (no gradients), so T learns the bound on the whole training
+    distribution. Without it, the k steps reuse the current batch's features: no extra encoder passes, but T fits
+    the same batch k times. (In our CPU runs neither choice kept the encoder from fooling T: see chapter 2.)
+    ``statistics_optimizer`` lets the warm-up pass and these steps share one Adam state for T.
+    ``clamp_at_zero`` (our option, not the released code's): the encoder is penalised by max(I_hat, 0). A negative
+    estimate says nothing about the information (the true value is >= 0): it is a T that lags behind, and
+    descending it further teaches the encoder only to exploit T (the value can be driven to minus infinity).
+    A difference from the released code, for speed: the CE and MI gradients come from one forward pass, taken at the
+    same parameters before either optimiser moves them. Nothing here reads a tensor back to the host: on a GPU a
+    step is queued without waiting.
     """
     if statistics_steps < 1:
         raise ValueError(f"statistics_steps must be >= 1, got {statistics_steps}.")
@@ -136,7 +157,8 @@ def make_mi_step(
     task_optimizer = torch.optim.Adam(task_params, lr=lr)
     # lambda enters as the MI optimiser's learning rate, as in the released code (Adam would undo a loss scale)
     mi_optimizer = torch.optim.Adam(encoder_params, lr=lr * mi_weight) if mi_weight > 0 else None
-    statistics_optimizer = torch.optim.Adam(model.statistics.parameters(), lr=statistics_lr or lr)
+    if statistics_optimizer is None:
+        statistics_optimizer = torch.optim.Adam(model.statistics.parameters(), lr=statistics_lr or lr)
 
     def step(batch: Batch) -> dict:
         c = model.bias_code(batch.s)
@@ -144,12 +166,18 @@ def make_mi_step(
         ce_grads = torch.autograd.grad(terms["ce"], task_params, retain_graph=True)
         if mi_optimizer is not None:
             # only the encoder's gradient is asked for: the MI term must not train T towards *less* information
-            mi_grads = torch.autograd.grad(terms["mi"], encoder_params, retain_graph=True)
+            penalty = terms["mi"].clamp_min(0) if clamp_at_zero else terms["mi"]
+            mi_grads = torch.autograd.grad(penalty, encoder_params, retain_graph=True)
             mi_grads = clip_to_reference(list(mi_grads), list(ce_grads[: len(encoder_params)]))
         # T climbs the bound on detached features: its ascent must not move the encoder
-        z = terms["z"].detach()
+        z, y = terms["z"].detach(), batch.y
         for _ in range(statistics_steps):
-            estimate = model.statistics(c, z)
+            if statistics_data is not None:
+                index = torch.randint(len(statistics_data), (len(batch.y),), device=statistics_data.device)
+                with torch.no_grad():
+                    z = model.encoder(statistics_data.x[index])
+                c, y = model.bias_code(statistics_data.s[index]), statistics_data.y[index]
+            estimate = model.mutual_information(c, z, y)
             statistics_optimizer.zero_grad(set_to_none=True)
             (-estimate).backward()
             statistics_optimizer.step()
@@ -165,14 +193,13 @@ def make_mi_step(
     return step
 
 
-def make_statistics_step(model: MIBackpropModel, lr: float = 1e-3):
+def make_statistics_step(model: MIBackpropModel, optimizer: torch.optim.Optimizer):
     """T-only updates with the encoder fixed (the warm-up pass): the estimate is meaningful from the first step."""
-    optimizer = torch.optim.Adam(model.statistics.parameters(), lr=lr)
 
     def step(batch: Batch) -> dict:
         with torch.no_grad():
             z = model.encoder(batch.x)
-        estimate = model.statistics(model.bias_code(batch.s), z)
+        estimate = model.mutual_information(model.bias_code(batch.s), z, batch.y)
         optimizer.zero_grad(set_to_none=True)
         (-estimate).backward()
         optimizer.step()
@@ -191,7 +218,7 @@ def mi_estimate(model: MIBackpropModel, data: BiasedDataset, batch_size: int = 1
     was_training = model.training
     model.eval()
     data = data.to(next(model.parameters()).device)
-    values = [model.statistics(model.bias_code(b.s), model.encoder(b.x))
+    values = [model.mutual_information(model.bias_code(b.s), model.encoder(b.x), b.y)
               for b in data.batches(min(batch_size, len(data)), drop_last=True)]
     model.train(was_training)
     return float(torch.stack(values).mean())
@@ -208,6 +235,10 @@ def fit_mi_backprop(
     batch_size: int = 128,
     ema_decay: float | None = None,
     statistics_lr: float | None = None,
+    conditional: bool = False,
+    fresh_statistics_batches: bool = False,
+    statistics_pass_every_epoch: bool = False,
+    clamp_at_zero: bool = False,
     test: BiasedDataset | None = None,
     seed: int = 0,
     device=None,
@@ -223,41 +254,89 @@ def fit_mi_backprop(
     """
     config.seed_everything(seed)
     device = torch.device(device) if device is not None else config.device()
-    model = build_model(train, ema_decay=ema_decay).to(device)
+    model = build_model(train, ema_decay=ema_decay, conditional=conditional).to(device)
     train = train.to(device)
     common = dict(batch_size=min(batch_size, len(train)), device=device, progress=progress)
+    statistics_optimizer = torch.optim.Adam(model.statistics.parameters(), lr=statistics_lr or lr)
+    statistics_step = make_statistics_step(model, statistics_optimizer)
     if warmup_epochs:
-        fit(model, train, make_statistics_step(model, statistics_lr or lr), epochs=warmup_epochs, desc="mi/statistics", **common)
+        fit(model, train, statistics_step, epochs=warmup_epochs, desc="mi/statistics", **common)
     validate = None
     if test is not None:
         test = test.to(device)
         validate = lambda: {"test_accuracy": metrics.accuracy(test.y, predict(model, test))}  # noqa: E731
+    on_epoch_end = None
+    if statistics_pass_every_epoch:  # the released code: a T-only pass before every epoch
+        on_epoch_end = lambda epoch, row: fit(model, train, statistics_step, epochs=1, **{**common, "progress": False})  # noqa: E731,E501
     step = make_mi_step(
-        model, mi_weight=mi_weight, statistics_steps=statistics_steps, lr=lr, statistics_lr=statistics_lr
+        model, mi_weight=mi_weight, statistics_steps=statistics_steps, lr=lr,
+        statistics_data=train if fresh_statistics_batches else None, statistics_optimizer=statistics_optimizer,
+        clamp_at_zero=clamp_at_zero,
     )
-    history = fit(model, train, step, epochs=epochs, validate=validate, desc=f"mi lambda={mi_weight:g}", **common)
+    history = fit(model, train, step, epochs=epochs, validate=validate, on_epoch_end=on_epoch_end,
+                  desc=f"mi lambda={mi_weight:g}", **common)
     return model, history
 
 
+@torch.no_grad()
+def features(model: MIBackpropModel, data: BiasedDataset, batch_size: int = 2048) -> torch.Tensor:
+    """The encoder's features z for every sample of ``data``, in order: (N, z_dim)."""
+    was_training = model.training
+    model.eval()
+    z = torch.cat([model.encoder(batch.x) for batch in data.batches(batch_size)])
+    model.train(was_training)
+    return z
+
+
+def prediction_information(model: MIBackpropModel, data: BiasedDataset) -> float:
+    """I(yhat; c) in nats on ``data``: a floor under the true I(z; c), since yhat = g(z) (data processing).
+
+    Counted exactly (plug-in, ``metrics.discrete_mutual_information``), with every distinct bias code as one value.
+    On a training set where the colour gives the digit away, a model that predicts the digit has a high floor
+    whatever it reads: an MI *estimate* below it is the adversary being fooled, not information removed.
+    """
+    data = data.to(next(model.parameters()).device)
+    codes = torch.unique(data.s, dim=0, return_inverse=True)[1] if data.s.ndim == 2 else data.s
+    return metrics.discrete_mutual_information(predict(model, data), codes)
+
+
 def evaluate(model: MIBackpropModel, train: BiasedDataset, test: BiasedDataset) -> dict:
-    """Test metrics (``fairlab.metrics.summary``) plus the final MI estimate on the training set."""
+    """Test metrics (``fairlab.metrics.summary``), the final MI estimate on the training set, and two audits.
+
+    ``mi_floor`` is ``prediction_information`` on the training set, what the MI estimate cannot honestly fall
+    below. ``bias_probe_accuracy`` (with ``bias_probe_chance`` beside it) is ``metrics.probe_accuracy``: a fresh
+    linear classifier trained to read the bias group from the *test* features. It answers what the training-time
+    adversary cannot: is the bias still in z? On Kim's test set the colour is drawn independently of the digit, so
+    whatever the probe finds above chance is colour information, not the label leaking through.
+    """
     test = test.to(next(model.parameters()).device)
     result = metrics.summary(test.y, predict(model, test), sensitive_features=test.group, aligned=test.aligned)
     result["mi_estimate"] = mi_estimate(model, train)
+    result["mi_floor"] = prediction_information(model, train)
+    probe = metrics.probe_accuracy(features(model, test), test.group)
+    result.update(bias_probe_accuracy=probe["accuracy"], bias_probe_chance=probe["chance"])
     return result
 
 
-def kim_sweep(variances, mi_weights, seeds, *, subsample=None, test_subsample=None, **fit_kwargs) -> pd.DataFrame:
-    """Train on Kim's Coloured MNIST for every (sigma^2, lambda, seed); one row of test metrics per run."""
+def kim_sweep(variances, arms, seeds, *, subsample=None, test_subsample=None, **fit_kwargs) -> pd.DataFrame:
+    """Train on Kim's Coloured MNIST for every (sigma^2, arm, seed); one row of test metrics (``evaluate``) per run.
+
+    ``arms``: a list of lambdas, or ``{name: options}`` where options are ``fit_mi_backprop`` arguments for that
+    arm (e.g. ``{"baseline": {"mi_weight": 0}, "MI": {"mi_weight": 1}}``); ``fit_kwargs`` are shared by all arms.
+    Rows carry ``arm`` (the name, or the lambda as text) and ``lambda``.
+    """
+    if not isinstance(arms, dict):
+        arms = {f"{weight:g}": {"mi_weight": weight} for weight in arms}
     rows = []
     for variance in variances:
         for seed in seeds:
             train = coloured_mnist("kim", "train", colour_variance=variance, seed=seed, subsample=subsample)
             test = coloured_mnist("kim", "test", colour_variance=variance, seed=seed, subsample=test_subsample)
-            for mi_weight in mi_weights:
+            for arm, options in arms.items():
                 start = time.perf_counter()
-                model, _ = fit_mi_backprop(train, mi_weight=mi_weight, seed=seed, **fit_kwargs)
-                row = {"colour_variance": variance, "lambda": mi_weight, "seed": seed, **evaluate(model, train, test)}
+                model, _ = fit_mi_backprop(train, seed=seed, **{**fit_kwargs, **options})
+                row = {"colour_variance": variance, "arm": arm, "lambda": options.get("mi_weight", 1.0), "seed": seed,
+                       **evaluate(model, train, test)}
                 rows.append({**row, "seconds": time.perf_counter() - start})
     return pd.DataFrame(rows)
 
@@ -268,6 +347,15 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--warmup-epochs", type=int, default=1, help="T-only epochs before training")
     parser.add_argument("--ema-decay", type=float, default=None, help="MINE's moving-average correction, e.g. 0.99")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--statistics-lr", type=float, default=None, help="T's learning rate (default: --lr)")
+    parser.add_argument("--fresh-statistics-batches", action="store_true",
+                        help="T's k steps on fresh random batches (the released code), not the current batch")
+    parser.add_argument("--statistics-pass-every-epoch", action="store_true",
+                        help="a T-only pass before every epoch (the released code), not only before the first")
+    parser.add_argument("--clamp-at-zero", action="store_true",
+                        help="penalise max(I_hat, 0): negative estimates give the encoder no gradient (our option)")
+    parser.add_argument("--conditional", action="store_true",
+                        help="penalise I(z; c | y) instead of I(z; c) (our extension, not the paper's)")
 
 
 def cli_run(args, train: BiasedDataset, test: BiasedDataset):
@@ -275,11 +363,15 @@ def cli_run(args, train: BiasedDataset, test: BiasedDataset):
     model, history = fit_mi_backprop(
         train, epochs=epochs, mi_weight=args.mi_weight, statistics_steps=args.statistics_steps,
         warmup_epochs=args.warmup_epochs, lr=args.lr, batch_size=args.batch_size, ema_decay=args.ema_decay,
+        statistics_lr=args.statistics_lr, conditional=args.conditional,
+        fresh_statistics_batches=args.fresh_statistics_batches,
+        statistics_pass_every_epoch=args.statistics_pass_every_epoch, clamp_at_zero=args.clamp_at_zero,
         seed=args.seed,
     )
     predictions = predict(model, test.to(next(model.parameters()).device))
     extras = {
         "epochs": len(history), "lambda": args.mi_weight, "statistics_steps": args.statistics_steps,
+        "conditional": args.conditional,
         "mi_estimate": mi_estimate(model, train),
     }
     return predictions, extras

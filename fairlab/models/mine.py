@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 __all__ = [
-    "MINE", "correlated_gaussians", "estimate_mutual_information", "gaussian_mutual_information", "train_mine",
+    "MINE", "correlated_gaussians", "estimate_mutual_information", "gaussian_mutual_information", "shuffle_within",
+    "train_mine",
 ]
 
 
@@ -68,12 +69,19 @@ class MINE(nn.Module):
         """T(x_i, z_i) for each pair: (B,)."""
         return self.statistics(torch.cat([x, z], dim=1)).squeeze(1)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, z: torch.Tensor, permutation: torch.Tensor | None = None) -> torch.Tensor:
+        """The DV estimate on the batch. ``permutation`` (B,) pairs x[permutation[i]] with z_i for the marginal
+        term; by default a uniform shuffle. A shuffle *within* groups of a third variable y (``shuffle_within``)
+        samples sum_y p(y) p(x | y) p(z | y) instead, and the value bounds the conditional information I(X; Z | Y)
+        from below (T does not see y; dropping y can only lose information).
+        """
         self._check(x, z)
         n = len(x)
         joint = self.scores(x, z)  # (B,) T on samples of p(x, z)
         # Shuffling x breaks the pairing but keeps both marginals: (x_perm(i), z_i) is a sample of p(x) p(z).
-        marginal = self.scores(x[torch.randperm(n, device=x.device)], z)  # (B,)
+        if permutation is None:
+            permutation = torch.randperm(n, device=x.device)
+        marginal = self.scores(x[permutation], z)  # (B,)
         log_mean_exp = torch.logsumexp(marginal, 0) - math.log(n)  # log mean exp, without overflow
         if self.ema_decay is None or not torch.is_grad_enabled():
             return joint.mean() - log_mean_exp
@@ -94,6 +102,21 @@ class MINE(nn.Module):
         # leaves the value of log_mean_exp unchanged and swaps the gradient for the corrected one.
         ratio = torch.exp(log_mean_exp - average.detach())
         return log_mean_exp.detach() + ratio - ratio.detach()
+
+
+def shuffle_within(groups: torch.Tensor) -> torch.Tensor:
+    """A random permutation that maps every position to a position of the same group: (B,) labels -> (B,) indices.
+
+    Sorting by ``group + uniform noise`` lists each group contiguously in random order; two such sorts, matched
+    position by position, pair every element with a random member of its own group. All on the device, no sync.
+    """
+    if groups.ndim != 1:
+        raise ValueError(f"groups must be one label per sample, shape (batch,), got {tuple(groups.shape)}.")
+    noisy = lambda: groups.double() + torch.rand(groups.shape, device=groups.device, dtype=torch.float64)  # noqa: E731
+    source, target = torch.argsort(noisy()), torch.argsort(noisy())
+    permutation = torch.empty_like(source)
+    permutation[source] = target
+    return permutation
 
 
 def gaussian_mutual_information(dim: int, rho: float) -> float:

@@ -201,6 +201,7 @@ def lambda_sweep_audit(frame: pd.DataFrame, *, title: str = ""):
     right.set_ylim(0, 1)
     for ax in (left, right):
         ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlim(0, 1.5 * frame["lambda"].max())
         ax.set_xlabel("lambda")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

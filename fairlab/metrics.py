@@ -297,12 +297,12 @@ def probe_accuracy(features, labels, *, test_fraction: float = 0.5, steps: int =
                    seed: int = 0) -> dict:
     """How well a *fresh* linear classifier reads ``labels`` (e.g. s) from ``features`` (N, d): an independent audit.
 
-    A method that removes s from its representation is judged by its own adversary during training; an adversary
-    can be fooled. This probe is trained afterwards, from scratch, on a random ``1 - test_fraction`` of the rows
+    A method that removes s from its representation is judged by its own adversary during training; an adversary can
+    be fooled. This probe is trained afterwards, from scratch, on a random ``1 - test_fraction`` of the rows
     (multinomial logistic regression on standardised features, full-batch L-BFGS, L2 penalty ``weight_decay``) and
-    scored on the rest. Returns ``{"accuracy": ..., "chance": ...}``, chance being the accuracy of always
-    predicting the most frequent label of the probe's training rows: a representation that carries no linear
-    information about s has accuracy close to chance.
+    scored on the rest; ``steps`` caps the L-BFGS iterations. Returns ``{"accuracy": ..., "chance": ...}``, chance
+    being the accuracy of always predicting the most frequent label of the probe's training rows: a representation
+    that carries no linear information about s has accuracy close to chance.
     """
     x = torch.as_tensor(features).detach().float().cpu()
     y = torch.as_tensor(labels).detach().cpu()
@@ -323,7 +323,9 @@ def probe_accuracy(features, labels, *, test_fraction: float = 0.5, steps: int =
     mean, std = x[fit_rows].mean(0), x[fit_rows].std(0).clamp_min(1e-6)
     x = (x - mean) / std
     probe = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
-    torch.nn.init.zeros_(probe.weight), torch.nn.init.zeros_(probe.bias)  # a convex problem: start anywhere
+    # a convex problem: any start reaches the same optimum, and zeros make the result independent of torch's RNG
+    torch.nn.init.zeros_(probe.weight)
+    torch.nn.init.zeros_(probe.bias)
     optimizer = torch.optim.LBFGS(probe.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():
@@ -337,8 +339,8 @@ def probe_accuracy(features, labels, *, test_fraction: float = 0.5, steps: int =
         optimizer.step(closure)
     with torch.no_grad():
         predictions = probe(x[test_rows]).argmax(1)
-    majority = torch.bincount(y[fit_rows]).argmax()
-    return {"accuracy": accuracy(y[test_rows], predictions), "chance": accuracy(y[test_rows], torch.full_like(predictions, int(majority)))}
+    majority = torch.full_like(predictions, int(torch.bincount(y[fit_rows]).argmax()))
+    return {"accuracy": accuracy(y[test_rows], predictions), "chance": accuracy(y[test_rows], majority)}
 
 
 # ---------------------------------------------------------------------------------------------------------------

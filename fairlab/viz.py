@@ -186,9 +186,9 @@ def lambda_sweep_audit(frame: pd.DataFrame, *, title: str = ""):
     """One run per lambda (``mi_backprop.kim_sweep`` rows), two panels against lambda (symmetric-log axis, 0 shown).
 
     Left, in nats: what the adversary reports (``mi_estimate``) and the floor that counting guarantees
-    (``mi_floor`` = I(yhat; c)); an estimate below the floor is a fooled adversary. Right: test accuracy and the
-    accuracy of a fresh linear probe reading the colour from the features (``bias_probe_accuracy``), with its chance
-    level dashed.
+    (``mi_floor`` = I(yhat; c)); an estimate below the floor is an underestimate, a negative one a fooled adversary.
+    Right: test accuracy and the accuracy of a fresh linear probe reading the colour from the features
+    (``bias_probe_accuracy``), with its chance level dotted.
     """
     frame = frame.sort_values("lambda")
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.3))

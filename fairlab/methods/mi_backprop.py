@@ -265,15 +265,17 @@ def fit_mi_backprop(
     if test is not None:
         test = test.to(device)
         validate = lambda: {"test_accuracy": metrics.accuracy(test.y, predict(model, test))}  # noqa: E731
-    on_epoch_end = None
-    if statistics_pass_every_epoch:  # the released code: a T-only pass before every epoch
-        on_epoch_end = lambda epoch, row: fit(model, train, statistics_step, epochs=1, **{**common, "progress": False})  # noqa: E731,E501
+
+    def statistics_pass(epoch: int, row: dict) -> None:  # the released code: a T-only pass before every epoch
+        fit(model, train, statistics_step, epochs=1, **{**common, "progress": False})
+
     step = make_mi_step(
         model, mi_weight=mi_weight, statistics_steps=statistics_steps, lr=lr,
         statistics_data=train if fresh_statistics_batches else None, statistics_optimizer=statistics_optimizer,
         clamp_at_zero=clamp_at_zero,
     )
-    history = fit(model, train, step, epochs=epochs, validate=validate, on_epoch_end=on_epoch_end,
+    history = fit(model, train, step, epochs=epochs, validate=validate,
+                  on_epoch_end=statistics_pass if statistics_pass_every_epoch else None,
                   desc=f"mi lambda={mi_weight:g}", **common)
     return model, history
 

@@ -9,6 +9,7 @@ from fairlab.cli import main
 from fairlab.data.base import BiasedDataset
 from fairlab.methods import mi_backprop
 from fairlab.methods.mi_backprop import bias_code, build_model, clip_to_reference, make_mi_step, mi_estimate
+from fairlab.metrics import discrete_mutual_information
 from fairlab.train import fit
 
 
@@ -175,7 +176,6 @@ def test_prediction_information_is_the_plug_in_mutual_information():
     model = build_model(data)
     predictions = mi_backprop.predict(model, data)
     codes = torch.unique(data.s, dim=0, return_inverse=True)[1]
-    from fairlab.metrics import discrete_mutual_information
     assert mi_backprop.prediction_information(model, data) == discrete_mutual_information(predictions, codes)
     # a model whose prediction *is* the (1-D) bias attribute: the floor is H(s)
     tabular = _tabular(n=200)

@@ -210,7 +210,8 @@ def make_statistics_step(model: MIBackpropModel, optimizer: torch.optim.Optimize
 
 @torch.no_grad()
 def mi_estimate(model: MIBackpropModel, data: BiasedDataset, batch_size: int = 1024) -> float:
-    """I_hat(z; c) of the trained statistics network on ``data``, averaged over batches of ``batch_size``.
+    """I_hat(z; c) (I_hat(z; c | y) for a conditional model) of the trained statistics network on ``data``,
+    averaged over batches of ``batch_size``.
 
     A lower bound read with the adversary the encoder was trained against; compare it across lambdas only for
     models trained with the same schedule.
@@ -246,9 +247,11 @@ def fit_mi_backprop(
 ):
     """Train encoder + classifier against the statistics network; returns ``(model, history)``.
 
-    ``warmup_epochs`` passes of T-only updates come first (the released code runs such a pass every epoch; once at
-    the start is enough when T also takes ``statistics_steps`` per batch). With ``test``, the history also records
-    the test accuracy after each epoch, for the training curves only: nothing is selected on it.
+    ``warmup_epochs`` passes of T-only updates come first; ``statistics_pass_every_epoch`` adds one before every
+    later epoch and ``fresh_statistics_batches`` gives T's k steps fresh batches (together, the released code's T
+    schedule; see ``make_mi_step``). ``conditional`` penalises I(z; c | y) instead of I(z; c) and ``clamp_at_zero``
+    penalises max(I_hat, 0): both our options, not the paper's. With ``test``, the history also records the test
+    accuracy after each epoch, for the training curves only: nothing is selected on it.
     Defaults: the brief's batch 128, but lr 1e-3 rather than the released 1e-4 (a course run has tens of epochs, not
     hundreds).
     """
@@ -336,8 +339,10 @@ def kim_sweep(variances, arms, seeds, *, subsample=None, test_subsample=None, **
             test = coloured_mnist("kim", "test", colour_variance=variance, seed=seed, subsample=test_subsample)
             for arm, options in arms.items():
                 start = time.perf_counter()
-                model, _ = fit_mi_backprop(train, seed=seed, **{**fit_kwargs, **options})
-                row = {"colour_variance": variance, "arm": arm, "lambda": options.get("mi_weight", 1.0), "seed": seed,
+                run_options = {**fit_kwargs, **options}
+                model, _ = fit_mi_backprop(train, seed=seed, **run_options)
+                mi_weight = run_options.get("mi_weight", 1.0)  # fit_mi_backprop's default
+                row = {"colour_variance": variance, "arm": arm, "lambda": mi_weight, "seed": seed,
                        **evaluate(model, train, test)}
                 rows.append({**row, "seconds": time.perf_counter() - start})
     return pd.DataFrame(rows)

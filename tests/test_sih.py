@@ -10,7 +10,9 @@ from torch import nn
 from fairlab.data.base import Batch
 from fairlab.methods.sih import (
     SignalIsHarder,
+    compare_methods,
     fit_sih,
+    fit_sih_members,
     perturb_bias_latent,
     recolour,
     reconstruct,
@@ -145,3 +147,33 @@ def test_cli_prints_the_json_metrics_line(capsys, monkeypatch):
         assert key in result, key
     assert result["method"] == "sih" and result["epochs"] == 1
     assert 0 <= result["accuracy"] <= 1
+
+
+def test_stacked_sih_uses_no_bias_labels_either(tiny_train):
+    perm = torch.randperm(len(tiny_train), generator=torch.Generator().manual_seed(1))
+    shuffled = dataclasses.replace(tiny_train, s=tiny_train.s[perm], group=tiny_train.group[perm],
+                                   aligned=tiny_train.aligned[perm])
+    runs = []
+    for data in (tiny_train, shuffled):
+        train, val = data.random_split(0.25, seed=0)
+        runs.append(fit_sih_members([train, train], [val, val], [3, 4], epochs=2, batch_size=128, device="cpu",
+                                    progress=False))
+    (models_a, hists_a), (models_b, hists_b) = runs
+    for a, b in zip(models_a, models_b):
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(p, q), name
+    assert hists_a[1].drop(columns="seconds").equals(hists_b[1].drop(columns="seconds"))
+
+
+def test_compare_methods_table_and_stacking_in_groups():
+    kwargs = dict(subsample=600, vanilla_epochs=2, lff_epochs=1, sih_epochs=1, batch_size=128, device="cpu")
+    runs, trained = compare_methods((0.05,), (0, 1), **kwargs)
+    assert len(runs) == 6 and set(runs.method) == {"vanilla", "lff", "sih"}
+    assert set(trained) == {(m, 0.05, s) for m in ("vanilla", "lff", "sih") for s in (0, 1)}
+    assert runs[["accuracy", "aligned_accuracy", "conflicting_accuracy"]].stack().between(0, 1).all()
+    # one stacked training per method: every run of a method reports the same share of its wall-clock
+    assert (runs.groupby("method").seconds.nunique() == 1).all()
+    # stacking in groups of one changes nothing for the methods without sampling noise
+    alone, _ = compare_methods((0.05,), (0, 1), max_stacked=1, **kwargs)
+    deterministic = runs.method != "sih"
+    assert runs[deterministic].accuracy.tolist() == pytest.approx(alone[deterministic].accuracy.tolist(), abs=2e-4)

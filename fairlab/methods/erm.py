@@ -5,12 +5,15 @@ batch 256); on Adult an MLP with one hidden layer.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fairlab import config, metrics
+from fairlab import ensemble as ens
 from fairlab.data import coloured_mnist
 from fairlab.data.base import Batch, BiasedDataset
 from fairlab.models import MLP
@@ -59,6 +62,30 @@ def fit_erm(
         desc="erm",
     )
     return model, history
+
+
+def fit_erm_members(
+    train: Sequence[BiasedDataset],
+    seeds: Sequence[int],
+    *,
+    epochs: int,
+    val: Sequence[BiasedDataset] | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 256,
+    patience: int | None = None,
+    device=None,
+    progress: bool | None = None,
+) -> tuple[list[nn.Module], list[pd.DataFrame]]:
+    """``fit_erm`` for several runs at once (one per (data set, seed) pair), stacked: see ``fairlab.ensemble``.
+
+    Member k trains exactly as ``fit_erm(train[k], val=val[k], seed=seeds[k])`` would. Returns ``(models, histories)``.
+    """
+    ensemble, generators = ens.members(lambda: build_model(train[0]), seeds, device)
+    histories = ens.fit_members(
+        ensemble, train, ens.per_member(cross_entropy), epochs=epochs, generators=generators, lr=lr,
+        batch_size=batch_size, val=val, patience=patience, progress=progress, desc="erm",
+    )
+    return [ensemble.module(k) for k in range(len(ensemble))], histories
 
 
 def add_cli_arguments(parser) -> None:

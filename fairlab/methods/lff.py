@@ -13,11 +13,13 @@ gets right get W close to 0. No bias label is used anywhere: only x, y and the s
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fairlab import config
+from fairlab import ensemble as ens
 from fairlab.data.base import Batch, BiasedDataset
 from fairlab.methods.erm import build_model
 from fairlab.train import fit, make_step, predict
@@ -36,10 +38,15 @@ def generalized_cross_entropy(
     """
     if not 0 < q <= 1:
         raise ValueError(f"GCE needs q in (0, 1], got {q}.")
-    ce = F.cross_entropy(logits, y, reduction="none")  # (B,) = -log p_y
+    ce = per_sample_cross_entropy(logits, y)  # -log p_y
     p_y = torch.exp(-ce).detach()  # detached: the weight is a constant, only CE carries the gradient
     loss = p_y.pow(q) * ce
     return loss * q if scale_by_q else loss
+
+
+def per_sample_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-log softmax(logits)_y over the last axis: (..., C), (...) -> (...). Any leading axes (e.g. ensemble members)."""
+    return -logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
 
 def relative_difficulty(loss_biased: torch.Tensor, loss_debiased: torch.Tensor) -> torch.Tensor:
@@ -52,31 +59,35 @@ class PerSampleEMA:
 
     ``update(index, loss)``: ema[i] <- alpha * ema[i] + (1 - alpha) * loss_i (a sample's first value is taken as is).
     ``normalised(index)``: ema[i] / max over the samples j of i's class of ema[j] (so W compares models per class).
+
+    ``labels`` is (N,) for one model, or (K, N) for K stacked models (``fairlab.ensemble``), each with its own data
+    set; ``index`` and ``loss`` then carry the same leading axis, (K, B).
     """
 
     def __init__(self, labels: torch.Tensor, num_classes: int, alpha: float = 0.7):
         if not 0 <= alpha < 1:
             raise ValueError(f"EMA alpha must lie in [0, 1), got {alpha}.")
-        self.labels = labels  # (N,) class of every training sample
+        self.labels = labels  # (..., N) class of every training sample
         self.num_classes = num_classes
         self.alpha = alpha
-        self.values = torch.zeros(len(labels), device=labels.device)
-        self.seen = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
+        self.values = torch.zeros(labels.shape, device=labels.device)
+        self.seen = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
 
     def update(self, index: torch.Tensor, loss: torch.Tensor) -> None:
         loss = loss.detach().float()
-        smoothed = self.alpha * self.values[index] + (1 - self.alpha) * loss
-        self.values[index] = torch.where(self.seen[index], smoothed, loss)
-        self.seen[index] = True
+        smoothed = self.alpha * self.values.gather(-1, index) + (1 - self.alpha) * loss
+        self.values.scatter_(-1, index, torch.where(self.seen.gather(-1, index), smoothed, loss))
+        self.seen.scatter_(-1, index, True)
 
     def class_max(self) -> torch.Tensor:
-        """(num_classes,) largest EMA value of each class (0 for a class not seen yet)."""
-        out = torch.zeros(self.num_classes, device=self.values.device)
-        return out.scatter_reduce(0, self.labels, self.values, reduce="amax", include_self=True)
+        """(..., num_classes) largest EMA value of each class (0 for a class not seen yet)."""
+        out = torch.zeros(*self.labels.shape[:-1], self.num_classes, device=self.values.device)
+        return out.scatter_reduce(-1, self.labels, self.values, reduce="amax", include_self=True)
 
     def normalised(self, index: torch.Tensor) -> torch.Tensor:
         # clamp: a class whose every loss underflowed to 0 would otherwise give 0 / 0
-        return self.values[index] / self.class_max()[self.labels[index]].clamp_min(1e-12)
+        class_max = self.class_max().gather(-1, self.labels.gather(-1, index))
+        return self.values.gather(-1, index) / class_max.clamp_min(1e-12)
 
 
 class LfFModel(nn.Module):
@@ -99,22 +110,31 @@ def lff_loss(
 
         loss = mean_i GCE(f_b(x_i), y_i) + mean_i W(x_i) * CE(f_d(x_i), y_i)
     """
-    logits_b, logits_d = model.biased(batch.x), model.debiased(batch.x)
-    ce_b = F.cross_entropy(logits_b, batch.y, reduction="none")
-    ce_d = F.cross_entropy(logits_d, batch.y, reduction="none")
+    return lff_objective(model.biased(batch.x), model.debiased(batch.x), batch, ema_biased, ema_debiased, q=q,
+                         gce_scale_by_q=gce_scale_by_q)
+
+
+def lff_objective(
+    logits_b: torch.Tensor, logits_d: torch.Tensor, batch: Batch, ema_biased: PerSampleEMA,
+    ema_debiased: PerSampleEMA, *, q: float = 0.7, gce_scale_by_q: bool = True,
+) -> dict:
+    """``lff_loss`` from the two models' logits, (..., B, C): a leading axis of stacked models is kept (each entry of
+    the returned dict is then one value per model)."""
+    ce_b = per_sample_cross_entropy(logits_b, batch.y)
+    ce_d = per_sample_cross_entropy(logits_d, batch.y)
     ema_biased.update(batch.index, ce_b)
     ema_debiased.update(batch.index, ce_d)
     # the weight is a target, not a path for gradients: EMA values are stored detached
     weight = relative_difficulty(ema_biased.normalised(batch.index), ema_debiased.normalised(batch.index))
-    bias_loss = generalized_cross_entropy(logits_b, batch.y, q, scale_by_q=gce_scale_by_q).mean()
-    debiased_loss = (weight * ce_d).mean()
+    bias_loss = generalized_cross_entropy(logits_b, batch.y, q, scale_by_q=gce_scale_by_q).mean(-1)
+    debiased_loss = (weight * ce_d).mean(-1)
     return {
         "loss": bias_loss + debiased_loss,
         "bias_loss": bias_loss,
         "debiased_loss": debiased_loss,
-        "mean_weight": weight.mean(),
-        "accuracy": (logits_d.argmax(1) == batch.y).float().mean(),
-        "bias_accuracy": (logits_b.argmax(1) == batch.y).float().mean(),
+        "mean_weight": weight.mean(-1),
+        "accuracy": (logits_d.argmax(-1) == batch.y).float().mean(-1),
+        "bias_accuracy": (logits_b.argmax(-1) == batch.y).float().mean(-1),
     }
 
 
@@ -156,6 +176,39 @@ def fit_lff(
     history = fit(model, train, step, epochs=epochs, batch_size=batch_size, device=device, progress=progress,
                   desc="lff")
     return model, history
+
+
+def fit_lff_members(
+    train: Sequence[BiasedDataset],
+    seeds: Sequence[int],
+    *,
+    epochs: int = 100,
+    q: float = 0.7,
+    ema_alpha: float = 0.7,
+    gce_scale_by_q: bool = True,
+    lr: float = 1e-3,
+    batch_size: int = 256,
+    device=None,
+    progress: bool | None = None,
+) -> tuple[list[LfFModel], list]:
+    """``fit_lff`` for several runs at once (one per (data set, seed) pair), stacked: see ``fairlab.ensemble``.
+
+    Member k trains exactly as ``fit_lff(train[k], seed=seeds[k])`` would. Returns ``(models, histories)``.
+    """
+    device = torch.device(device) if device is not None else config.device()
+    num_classes = train[0].num_classes
+    ensemble, generators = ens.members(lambda: LfFModel(build_model(train[0]), build_model(train[0])), seeds, device)
+    labels = torch.stack([d.y.to(device) for d in train])  # (K, N): each member keeps its own EMAs
+    ema_b = PerSampleEMA(labels, num_classes, ema_alpha)
+    ema_d = PerSampleEMA(labels, num_classes, ema_alpha)
+
+    def loss_fn(members: ens.Members, batch: Batch) -> dict:
+        logits_b, logits_d = members.map(lambda model, x: (model.biased(x), model.debiased(x)), batch.x)
+        return lff_objective(logits_b, logits_d, batch, ema_b, ema_d, q=q, gce_scale_by_q=gce_scale_by_q)
+
+    histories = ens.fit_members(ensemble, train, loss_fn, epochs=epochs, generators=generators, lr=lr,
+                                batch_size=batch_size, progress=progress, desc="lff")
+    return [ensemble.module(k) for k in range(len(ensemble))], histories
 
 
 def add_cli_arguments(parser) -> None:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairlab import config
+from fairlab import ensemble as ens
 from fairlab.data.base import Batch, BiasedDataset
 from fairlab.methods.lff import generalized_cross_entropy
 from fairlab.models.vae import Decoder, GaussianEncoder, kl_to_standard_normal, reparameterise
@@ -173,7 +174,7 @@ def fit_sih(
     # fused Adam: one kernel for the whole update on a GPU (not available on every CPU build)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=lr_factor, patience=max((patience or 2) // 2 - 1, 0), threshold=1e-5
+        optimizer, mode="min", factor=lr_factor, patience=_plateau_patience(patience), threshold=1e-5
     )
     step = make_step(model, train_loss, optimizer)
 
@@ -189,6 +190,47 @@ def fit_sih(
         patience=patience, on_epoch_end=on_epoch_end, device=device, progress=progress, desc="sih",
     )
     return model, history
+
+
+def fit_sih_members(
+    train: Sequence[BiasedDataset],
+    val: Sequence[BiasedDataset],
+    seeds: Sequence[int],
+    *,
+    epochs: int = 500,
+    q: float = 0.7,
+    gce_scale_by_q: bool = False,
+    reconstruction_weight: float = 100.0,
+    patience: int | None = 2,
+    lr: float = 1e-3,
+    lr_factor: float = 0.1,
+    batch_size: int = 256,
+    device=None,
+    progress: bool | None = None,
+) -> tuple[list[SignalIsHarder], list[pd.DataFrame]]:
+    """``fit_sih`` for several runs at once (one per (data set, seed) pair), stacked: see ``fairlab.ensemble``.
+
+    Each member has its own early stopping and plateau schedule on its own validation set, as ``fit_sih(train[k],
+    val=val[k], seed=seeds[k])``; members that stop are frozen while the others go on. (The sampling noise of the
+    latents is drawn differently from a single run, so a member matches it in distribution, not bit for bit.)
+    Returns ``(models, histories)``.
+    """
+    def loss_fn(model, batch):
+        return sih_loss(model, batch, q=q, gce_scale_by_q=gce_scale_by_q, reconstruction_weight=reconstruction_weight)
+
+    ensemble, generators = ens.members(lambda: SignalIsHarder(train[0].x.shape[1:], train[0].num_classes), seeds,
+                                       device)
+    histories = ens.fit_members(
+        ensemble, train, ens.per_member(loss_fn), epochs=epochs, generators=generators, lr=lr, batch_size=batch_size,
+        val=val, patience=patience, lr_factor=lr_factor, lr_patience=_plateau_patience(patience), progress=progress,
+        desc="sih",
+    )
+    return [ensemble.module(k) for k in range(len(ensemble))], histories
+
+
+def _plateau_patience(patience: int | None) -> int:
+    # the released code's scheduler patience: patience / 2 - 1 (0 for the published 2)
+    return max((patience or 2) // 2 - 1, 0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,41 +380,52 @@ def published_table() -> pd.DataFrame:
 
 def compare_methods(
     ratios: Sequence[float], seeds: Sequence[int], *, vanilla_epochs: int, lff_epochs: int, sih_epochs: int,
-    subsample: int | None = None, batch_size: int = 256, device=None, progress: bool | None = False,
+    subsample: int | None = None, batch_size: int = 256, max_stacked: int | None = None, device=None,
+    progress: bool | None = False,
 ) -> tuple[pd.DataFrame, dict]:
     """Train vanilla, LfF and SiH at every (rho, seed) on the LfF Coloured MNIST protocol.
 
     Every method sees the same 90% of the training set; the 10% biased validation split selects the vanilla and
-    SiH checkpoints (LfF runs a fixed number of epochs). Returns ``(runs, trained)``: ``runs`` has one row per run
-    with columns method, rho, seed, accuracy, aligned_accuracy, conflicting_accuracy (test, in [0, 1]), epochs,
-    seconds; ``trained[(method, rho, seed)]`` is that run's ``(model, history)``.
+    SiH checkpoints (LfF runs a fixed number of epochs). The runs of one method are trained together, stacked
+    (``fairlab.ensemble``: each run as its single-run ``fit_*`` would, in one process and one step), at most
+    ``max_stacked`` at a time (default: all; lower it when the stacked training sets do not fit in memory).
+
+    Returns ``(runs, trained)``: ``runs`` has one row per run with columns method, rho, seed, accuracy,
+    aligned_accuracy, conflicting_accuracy (test, in [0, 1]), epochs, seconds (the wall-clock of the stacked training
+    divided by the number of runs in it); ``trained[(method, rho, seed)]`` is that run's ``(model, history)``.
     """
     import time
 
     from fairlab import metrics
     from fairlab.data import coloured_mnist
-    from fairlab.methods.erm import fit_erm
-    from fairlab.methods.lff import fit_lff
+    from fairlab.methods.erm import fit_erm_members
+    from fairlab.methods.lff import fit_lff_members
 
     device = torch.device(device) if device is not None else config.device()
     test = coloured_mnist("lff", "test").to(device)
+    keys = [(rho, seed) for rho in ratios for seed in seeds]
+    splits = {
+        (rho, seed): coloured_mnist("lff", "train", bias_conflicting_ratio=rho, seed=seed, subsample=subsample)
+        .to(device).random_split(0.1, seed=seed)
+        for rho, seed in keys
+    }
+    common = dict(batch_size=batch_size, device=device, progress=progress)
+    methods = {
+        "vanilla": lambda tr, va, sd: fit_erm_members(tr, sd, val=va, epochs=vanilla_epochs, **common),
+        "lff": lambda tr, va, sd: fit_lff_members(tr, sd, epochs=lff_epochs, **common),
+        "sih": lambda tr, va, sd: fit_sih_members(tr, va, sd, epochs=sih_epochs, **common),
+    }
+    size = max_stacked or len(keys)
     rows, trained = [], {}
-    for rho in ratios:
-        for seed in seeds:
-            data = coloured_mnist("lff", "train", bias_conflicting_ratio=rho, seed=seed, subsample=subsample)
-            train, val = data.to(device).random_split(0.1, seed=seed)
-            runs = {
-                "vanilla": lambda: fit_erm(train, val=val, epochs=vanilla_epochs, seed=seed, device=device,
-                                           batch_size=batch_size, progress=progress),
-                "lff": lambda: fit_lff(train, epochs=lff_epochs, seed=seed, device=device, batch_size=batch_size,
-                                       progress=progress),
-                "sih": lambda: fit_sih(train, val=val, epochs=sih_epochs, seed=seed, device=device,
-                                       batch_size=batch_size, progress=progress),
-            }
-            for method, run in runs.items():
-                start = time.perf_counter()
-                model, history = trained[(method, rho, seed)] = run()
-                seconds = time.perf_counter() - start
+    for method, fit_stacked in methods.items():
+        for first in range(0, len(keys), size):
+            group = keys[first : first + size]
+            start = time.perf_counter()
+            models, histories = fit_stacked([splits[k][0] for k in group], [splits[k][1] for k in group],
+                                            [seed for _, seed in group])
+            seconds = (time.perf_counter() - start) / len(group)
+            for (rho, seed), model, history in zip(group, models, histories):
+                trained[(method, rho, seed)] = (model, history)
                 pred = predict(model, test)
                 scores = metrics.aligned_conflicting_accuracy(test.y, pred, aligned=test.aligned)
                 rows.append(dict(method=method, rho=rho, seed=seed, accuracy=metrics.accuracy(test.y, pred),

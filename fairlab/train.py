@@ -106,12 +106,22 @@ def evaluate_loss(step_loss: Callable[[Batch], dict], data: BiasedDataset, batch
 
 @torch.no_grad()
 def predict(model: nn.Module, data: BiasedDataset, batch_size: int = 2048) -> torch.Tensor:
-    """Hard predictions (argmax of the logits) of ``model`` on ``data``, in data order, on the data's device."""
+    """Hard predictions (argmax of the logits) of ``model`` on ``data``, in data order, on the data's device.
+
+    The data is moved to the model's device for the forward passes (a model trained on a GPU, a data set loaded on
+    the CPU), and the predictions moved back.
+    """
     was_training = model.training
     model.eval()
-    preds = torch.cat([model(batch.x).argmax(1) for batch in data.batches(batch_size)])
+    on_model = data.to(_device_of(model, data.device))
+    preds = torch.cat([model(batch.x).argmax(1) for batch in on_model.batches(batch_size)])
     model.train(was_training)
-    return preds
+    return preds.to(data.device)
+
+
+def _device_of(model: nn.Module, default: torch.device) -> torch.device:
+    """The device of the model's first parameter (``default`` for a model without parameters)."""
+    return next((p.device for p in model.parameters()), default)
 
 
 def fit(

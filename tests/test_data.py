@@ -55,6 +55,22 @@ def test_generation_is_deterministic_for_a_seed():
 
 
 @needs_data
+@pytest.mark.parametrize("protocol", ["lff", "kim"])
+def test_a_subsample_is_a_subset_of_the_full_split(protocol):
+    # lff and kim colour only the kept images (fast quick runs); the kept images must be exactly those of the full
+    # split, with the same colours: which images are kept is drawn after the protocol's own draws
+    full = coloured_mnist(protocol, "test", seed=2)
+    part = coloured_mnist(protocol, "test", seed=2, subsample=300)
+    gen = torch.Generator().manual_seed(2 * 1000 + 1)  # coloured_mnist's stream for the test split
+    if protocol == "kim":
+        torch.randint(0, 10, (len(full),), generator=gen)
+    torch.randn(len(full), 3, generator=gen)
+    keep = torch.randperm(len(full), generator=gen)[:300]
+    for key in ("x", "y", "s", "aligned", "group"):
+        assert torch.equal(getattr(part, key), getattr(full, key)[keep]), key
+
+
+@needs_data
 def test_kim_protocol_colours_follow_the_class_in_train_only():
     train = coloured_mnist("kim", "train", colour_variance=0.0, subsample=2000)
     test = coloured_mnist("kim", "test", colour_variance=0.0)

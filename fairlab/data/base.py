@@ -68,7 +68,9 @@ class BiasedDataset:
 
     def to(self, device) -> "BiasedDataset":
         """The same data on ``device`` (one copy per tensor; a no-op where it already is)."""
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        # asynchronous only towards a GPU: a non-blocking copy *to* the CPU could be read before it has landed
+        non_blocking = torch.device(device).type == "cuda"
+        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
         return replace(
             self, x=move(self.x), y=move(self.y), s=move(self.s), aligned=move(self.aligned), group=move(self.group)
         )
@@ -99,7 +101,9 @@ class BiasedDataset:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         if shuffle:
-            order = torch.randperm(n, device=self.device, generator=generator)
+            # drawn where the generator lives (a CPU generator cannot draw on a GPU), then moved
+            where = generator.device if generator is not None else self.device
+            order = torch.randperm(n, device=where, generator=generator).to(self.device)
         else:
             order = torch.arange(n, device=self.device)
         stop = n - n % batch_size if drop_last else n

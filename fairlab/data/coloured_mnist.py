@@ -147,6 +147,8 @@ def coloured_mnist(
         std = 0.005 if colour_std is None else colour_std
         bias = lff_bias_labels(targets, 1 - rho)
         colours = (LFF_COLOURS[bias] + std * torch.randn(len(bias), 3, generator=gen)).clamp(0, 1)
+        keep = _subsample(len(targets), subsample, gen)
+        grey, targets, bias, colours = grey[keep], targets[keep], bias[keep], colours[keep]
         # LfF stores uint8 images; quantise the same way so pixel values match
         x = torch.round(colourise(grey, colours) * 255) / 255
         s, aligned, num_groups = bias, bias == targets, 10
@@ -156,6 +158,8 @@ def coloured_mnist(
         # training colours follow the digit; test colours follow a random class, so colour carries no label
         colour_class = targets if split == "train" else torch.randint(0, 10, targets.shape, generator=gen)
         jitter = variance**0.5 * torch.randn(len(targets), 3, generator=gen)
+        keep = _subsample(len(targets), subsample, gen)
+        grey, targets, colour_class, jitter = grey[keep], targets[keep], colour_class[keep], jitter[keep]
         x = colourise(grey, (KIM_COLOURS[colour_class] + jitter).clamp(0, 1))
         s, aligned, num_groups = colour_code(x), colour_class == targets, 3 * KIM_CODE_BINS
         group = colour_class  # group metrics use the colour's class
@@ -179,6 +183,15 @@ def coloured_mnist(
         x=x.float(), y=targets, s=s, aligned=aligned, group=group, num_classes=10, num_groups=num_groups,
         name=f"cmnist-{protocol}/{split}", info=info,
     )
-    if subsample is not None and subsample < len(data):
-        data = data.subset(torch.randperm(len(data), generator=gen)[:subsample])
+    if protocol == "nifr" and subsample is not None and subsample < len(data):
+        # (lff and kim subsample before colouring, above: the same images, drawn the same way)
+        data = data.subset(_subsample(len(data), subsample, gen))
     return data
+
+
+def _subsample(n: int, subsample: int | None, gen: torch.Generator) -> torch.Tensor | slice:
+    """Which of n images a quick run keeps: a random ``subsample`` of them, drawn from ``gen`` after the protocol's
+    own draws (so the colours of the kept images do not depend on whether the others are built)."""
+    if subsample is None or subsample >= n:
+        return slice(None)
+    return torch.randperm(n, generator=gen)[:subsample]

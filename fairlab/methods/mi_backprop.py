@@ -288,6 +288,7 @@ def features(model: MIBackpropModel, data: BiasedDataset, batch_size: int = 2048
     """The encoder's features z for every sample of ``data``, in order: (N, z_dim)."""
     was_training = model.training
     model.eval()
+    data = data.to(next(model.parameters()).device)
     z = torch.cat([model.encoder(batch.x) for batch in data.batches(batch_size)])
     model.train(was_training)
     return z

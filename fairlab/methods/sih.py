@@ -276,7 +276,7 @@ def perturb_bias_latent(
 @torch.no_grad()
 def reconstruct(model: SignalIsHarder, x: torch.Tensor) -> torch.Tensor:
     """Decode the encoder means: the model's reconstruction of x."""
-    lat = model.encode(x)
+    lat = model.encode(x.to(_device(model)))
     return model.decode(lat.mean_s, lat.mean_b)
 
 
@@ -287,6 +287,7 @@ def recolour(
 
     Returns ``(images, success)``. On Coloured MNIST the digit keeps its shape and takes target's colour.
     """
+    x, target = x.to(_device(model)), target.to(_device(model))
     with torch.no_grad():
         lat = model.encode(x)
     z_b, success = perturb_bias_latent(model.bias_classifier, lat.mean_b, target, max_steps=max_steps,
@@ -300,7 +301,11 @@ def swap_bias_latents(model: SignalIsHarder, x: torch.Tensor, donors: torch.Tens
     """Decode [z_s of x ; z_b of donors]: x's digit with the donors' bias (colour)."""
     if len(x) != len(donors):
         raise ValueError(f"x and donors must have the same number of images, got {len(x)} and {len(donors)}.")
-    return model.decode(model.encode(x).mean_s, model.encode(donors).mean_b)
+    return model.decode(model.encode(x.to(_device(model))).mean_s, model.encode(donors.to(_device(model))).mean_b)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def bias_made_visible(model: SignalIsHarder, data: BiasedDataset, n: int = 100, *, seed: int = 0) -> dict:
@@ -310,6 +315,7 @@ def bias_made_visible(model: SignalIsHarder, data: BiasedDataset, n: int = 100, 
     next image swapped in. Also ``target`` and ``success`` (C_b predicts the target after the perturbation).
     """
     model.eval()
+    data = data.to(_device(model))
     with torch.no_grad():
         both_right = (model(data.x).argmax(1) == data.y) & (model.bias_logits(data.x).argmax(1) == data.y)
     candidates = torch.nonzero(both_right).flatten()

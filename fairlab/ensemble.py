@@ -94,14 +94,17 @@ class Members:
         model.load_state_dict({n: p[k].detach().clone() for n, p in {**self.params, **self.buffers}.items()})
         return model.train(self.training)
 
-    def state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.params.items()}
+    def state(self, keep: dict[str, torch.Tensor] | None = None, mask: torch.Tensor | None = None) -> dict:
+        """A copy of the stacked parameters; with ``keep`` and ``mask`` (K,), the current values only for the members
+        where ``mask`` is True and ``keep``'s for the others (how the best states are kept up to date)."""
+        if keep is None:
+            return {n: p.detach().clone() for n, p in self.params.items()}
+        return {n: torch.where(mask.view(-1, *[1] * (p.ndim - 1)), p.detach(), keep[n]) for n, p in self.params.items()}
 
-    def load_where(self, state: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
-        """Put ``state`` back for the members where ``mask`` (K,) is True."""
+    def load(self, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for n, p in self.params.items():
-                p.copy_(torch.where(mask.view(-1, *[1] * (p.ndim - 1)), state[n], p))
+                p.copy_(state[n])
 
 
 def members(build: Callable[[], nn.Module], seeds: Sequence[int], device=None) -> tuple[Members, list[torch.Generator]]:
@@ -182,11 +185,12 @@ class Plateau:
 
 
 class Stacked(NamedTuple):
-    """K data sets of one size, stacked: x (K, N, ...), y (K, N), s (K, N, ...)."""
+    """K data sets of one size, stacked: x (K, N, ...), y (K, N), s (K, N, ...); ``rows`` is (K, 1), member k's row."""
 
     x: torch.Tensor
     y: torch.Tensor
     s: torch.Tensor
+    rows: torch.Tensor
 
     @classmethod
     def of(cls, datasets: Sequence[BiasedDataset], device) -> "Stacked":
@@ -194,12 +198,11 @@ class Stacked(NamedTuple):
         if len(sizes) != 1:
             raise ValueError(f"stacked members need data sets of one size, got sizes {sorted(sizes)}.")
         stack = lambda key: torch.stack([getattr(d, key).to(device) for d in datasets])  # noqa: E731
-        return cls(stack("x"), stack("y"), stack("s"))
+        return cls(stack("x"), stack("y"), stack("s"), torch.arange(len(datasets), device=device)[:, None])
 
     def batch(self, index: torch.Tensor) -> Batch:
-        """Rows ``index`` (K, B) of every member: member k gets its own rows index[k]."""
-        rows = torch.arange(len(index), device=index.device)[:, None]
-        return Batch(self.x[rows, index], self.y[rows, index], self.s[rows, index], index)
+        """Samples ``index`` (K, B) of every member: member k gets its own samples index[k]."""
+        return Batch(self.x[self.rows, index], self.y[self.rows, index], self.s[self.rows, index], index)
 
 
 LossFn = Callable[[Members, Batch], dict]
@@ -264,7 +267,7 @@ def fit_members(
                          f"{len(train)}, {len(generators)}{'' if val is None else f', {len(val)}'}.")
     if (patience is not None or lr_factor is not None) and val is None:
         raise ValueError("early stopping and the plateau schedule watch the validation loss: pass val.")
-    device = ensemble.params[next(iter(ensemble.params))].device
+    device = ensemble.parameters()[0].device
     progress = config.progress_enabled() if progress is None else progress
     data = Stacked.of(train, device)
     n = data.y.shape[1]
@@ -330,17 +333,14 @@ def fit_members(
             if patience is not None and bad_epochs[m] >= patience:
                 active[m] = False
         if best_state is not None and any(improved):
-            mask = torch.tensor(improved, device=device)
-            current = ensemble.state()
-            best_state = {name: torch.where(mask.view(-1, *[1] * (p.ndim - 1)), current[name], p)
-                          for name, p in best_state.items()}
+            best_state = ensemble.state(keep=best_state, mask=torch.tensor(improved, device=device))
         optimizer.lr.copy_(torch.tensor([r if a else 0.0 for r, a in zip(rates, active)], dtype=optimizer.lr.dtype))
         bar.set_postfix(active=f"{sum(active)}/{k}")
         if not any(active):
             break
     bar.close()
     if best_state is not None:
-        ensemble.load_where(best_state, torch.ones(k, dtype=torch.bool, device=device))
+        ensemble.load(best_state)
     frames = []
     for m in range(k):
         frame = pd.DataFrame(histories[m]).set_index("epoch")

@@ -113,15 +113,15 @@ def predict(model: nn.Module, data: BiasedDataset, batch_size: int = 2048) -> to
     """
     was_training = model.training
     model.eval()
-    on_model = data.to(_device_of(model, data.device))
+    on_model = data.to(model_device(model, data.device))
     preds = torch.cat([model(batch.x).argmax(1) for batch in on_model.batches(batch_size)])
     model.train(was_training)
     return preds.to(data.device)
 
 
-def _device_of(model: nn.Module, default: torch.device) -> torch.device:
-    """The device of the model's first parameter (``default`` for a model without parameters)."""
-    return next((p.device for p in model.parameters()), default)
+def model_device(model: nn.Module, default: torch.device | None = None) -> torch.device:
+    """The device of the model's first parameter (``default``, else the CPU, for a model without parameters)."""
+    return next((p.device for p in model.parameters()), default or torch.device("cpu"))
 
 
 def fit(

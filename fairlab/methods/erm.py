@@ -95,7 +95,7 @@ def add_cli_arguments(parser) -> None:
 def cli_run(args, train: BiasedDataset, test: BiasedDataset):
     epochs = args.epochs or config.by_profile(quick=3, full=100, name=args.profile)
     model, history = fit_erm(train, epochs=epochs, lr=args.lr, seed=args.seed, batch_size=args.batch_size)
-    return predict(model, test.to(next(model.parameters()).device)), {"epochs": len(history)}
+    return predict(model, test), {"epochs": len(history)}
 
 
 def sweep_bias_conflicting_ratio(

@@ -221,5 +221,4 @@ def cli_run(args, train: BiasedDataset, test: BiasedDataset):
     epochs = args.epochs or config.by_profile(quick=3, full=100, name=args.profile)
     model, history = fit_lff(train, epochs=epochs, q=args.q, ema_alpha=args.ema_alpha, lr=args.lr, seed=args.seed,
                              batch_size=args.batch_size)
-    device = next(model.parameters()).device
-    return predict(model, test.to(device)), {"epochs": len(history)}
+    return predict(model, test), {"epochs": len(history)}

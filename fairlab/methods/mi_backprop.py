@@ -29,7 +29,7 @@ from fairlab.data import coloured_mnist
 from fairlab.data.base import Batch, BiasedDataset
 from fairlab.models import MINE, MLP, KimEncoder
 from fairlab.models.mine import shuffle_within
-from fairlab.train import fit, predict
+from fairlab.train import fit, model_device, predict
 
 __all__ = [
     "MIBackpropModel", "bias_code", "build_model", "clip_to_reference", "fit_mi_backprop", "mi_estimate",
@@ -218,7 +218,7 @@ def mi_estimate(model: MIBackpropModel, data: BiasedDataset, batch_size: int = 1
     """
     was_training = model.training
     model.eval()
-    data = data.to(next(model.parameters()).device)
+    data = data.to(model_device(model))
     values = [model.mutual_information(model.bias_code(b.s), model.encoder(b.x), b.y)
               for b in data.batches(min(batch_size, len(data)), drop_last=True)]
     model.train(was_training)
@@ -288,7 +288,7 @@ def features(model: MIBackpropModel, data: BiasedDataset, batch_size: int = 2048
     """The encoder's features z for every sample of ``data``, in order: (N, z_dim)."""
     was_training = model.training
     model.eval()
-    data = data.to(next(model.parameters()).device)
+    data = data.to(model_device(model))
     z = torch.cat([model.encoder(batch.x) for batch in data.batches(batch_size)])
     model.train(was_training)
     return z
@@ -301,7 +301,7 @@ def prediction_information(model: MIBackpropModel, data: BiasedDataset) -> float
     On a training set where the colour gives the digit away, a model that predicts the digit has a high floor
     whatever it reads: an MI *estimate* below it is the adversary being fooled, not information removed.
     """
-    data = data.to(next(model.parameters()).device)
+    data = data.to(model_device(model))
     codes = torch.unique(data.s, dim=0, return_inverse=True)[1] if data.s.ndim == 2 else data.s
     return metrics.discrete_mutual_information(predict(model, data), codes)
 
@@ -315,7 +315,7 @@ def evaluate(model: MIBackpropModel, train: BiasedDataset, test: BiasedDataset) 
     adversary cannot: is the bias still in z? On Kim's test set the colour is drawn independently of the digit, so
     whatever the probe finds above chance is colour information, not the label leaking through.
     """
-    test = test.to(next(model.parameters()).device)
+    test = test.to(model_device(model))
     result = metrics.summary(test.y, predict(model, test), sensitive_features=test.group, aligned=test.aligned)
     result["mi_estimate"] = mi_estimate(model, train)
     result["mi_floor"] = prediction_information(model, train)
@@ -376,7 +376,7 @@ def cli_run(args, train: BiasedDataset, test: BiasedDataset):
         statistics_pass_every_epoch=args.statistics_pass_every_epoch, clamp_at_zero=args.clamp_at_zero,
         seed=args.seed,
     )
-    predictions = predict(model, test.to(next(model.parameters()).device))
+    predictions = predict(model, test)
     extras = {
         "epochs": len(history), "lambda": args.mi_weight, "statistics_steps": args.statistics_steps,
         "conditional": args.conditional,

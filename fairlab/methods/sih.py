@@ -33,7 +33,7 @@ from fairlab import ensemble as ens
 from fairlab.data.base import Batch, BiasedDataset
 from fairlab.methods.lff import generalized_cross_entropy
 from fairlab.models.vae import Decoder, GaussianEncoder, kl_to_standard_normal, reparameterise
-from fairlab.train import evaluate_loss, fit, make_step, predict
+from fairlab.train import evaluate_loss, fit, make_step, model_device, predict
 
 # Unbiased test accuracy (%) on Coloured MNIST, mean and sd over 10 seeds, recomputed from the authors' per-seed
 # result files (the method brief). Keys: bias-conflicting ratio rho.
@@ -276,7 +276,7 @@ def perturb_bias_latent(
 @torch.no_grad()
 def reconstruct(model: SignalIsHarder, x: torch.Tensor) -> torch.Tensor:
     """Decode the encoder means: the model's reconstruction of x."""
-    lat = model.encode(x.to(_device(model)))
+    lat = model.encode(x.to(model_device(model)))
     return model.decode(lat.mean_s, lat.mean_b)
 
 
@@ -287,7 +287,7 @@ def recolour(
 
     Returns ``(images, success)``. On Coloured MNIST the digit keeps its shape and takes target's colour.
     """
-    x, target = x.to(_device(model)), target.to(_device(model))
+    x, target = x.to(model_device(model)), target.to(model_device(model))  # a model trained on a GPU, CPU images
     with torch.no_grad():
         lat = model.encode(x)
     z_b, success = perturb_bias_latent(model.bias_classifier, lat.mean_b, target, max_steps=max_steps,
@@ -301,11 +301,9 @@ def swap_bias_latents(model: SignalIsHarder, x: torch.Tensor, donors: torch.Tens
     """Decode [z_s of x ; z_b of donors]: x's digit with the donors' bias (colour)."""
     if len(x) != len(donors):
         raise ValueError(f"x and donors must have the same number of images, got {len(x)} and {len(donors)}.")
-    return model.decode(model.encode(x.to(_device(model))).mean_s, model.encode(donors.to(_device(model))).mean_b)
+    device = model_device(model)
+    return model.decode(model.encode(x.to(device)).mean_s, model.encode(donors.to(device)).mean_b)
 
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def bias_made_visible(model: SignalIsHarder, data: BiasedDataset, n: int = 100, *, seed: int = 0) -> dict:
@@ -315,7 +313,7 @@ def bias_made_visible(model: SignalIsHarder, data: BiasedDataset, n: int = 100, 
     next image swapped in. Also ``target`` and ``success`` (C_b predicts the target after the perturbation).
     """
     model.eval()
-    data = data.to(_device(model))
+    data = data.to(model_device(model))
     with torch.no_grad():
         both_right = (model(data.x).argmax(1) == data.y) & (model.bias_logits(data.x).argmax(1) == data.y)
     candidates = torch.nonzero(both_right).flatten()
@@ -479,5 +477,4 @@ def cli_run(args, train: BiasedDataset, test: BiasedDataset):
         reconstruction_weight=args.reconstruction_weight, patience=args.patience, lr=args.lr, seed=args.seed,
         batch_size=args.batch_size, compile=args.compile,
     )
-    device = next(model.parameters()).device
-    return predict(model, test.to(device)), {"epochs": len(history), "best_epoch": int(history.attrs["best_epoch"])}
+    return predict(model, test), {"epochs": len(history), "best_epoch": int(history.attrs["best_epoch"])}

@@ -165,6 +165,42 @@ def test_stacked_sih_uses_no_bias_labels_either(tiny_train):
     assert hists_a[1].drop(columns="seconds").equals(hists_b[1].drop(columns="seconds"))
 
 
+def test_validation_loss_reads_the_encoder_means():
+    # sampled latents make the training loss noisy; the validation loss must be a function of the model alone
+    torch.manual_seed(0)
+    model, batch = SignalIsHarder(), _batch(32)
+    sampled = [sih_loss(model, batch)["loss"].item() for _ in range(2)]
+    means = [sih_loss(model, batch, sample_latents=False)["loss"].item() for _ in range(2)]
+    assert sampled[0] != sampled[1] and means[0] == means[1]
+
+
+def _val_loss_of(model, val):
+    from fairlab.train import evaluate_loss
+
+    model.eval()
+    return evaluate_loss(lambda b: sih_loss(model, b, sample_latents=False), val)["loss"]
+
+
+def test_fit_sih_early_stops_on_the_deterministic_validation_loss(tiny_train):
+    train, val = tiny_train.random_split(0.25, seed=0)
+    model, history = fit_sih(train, val=val, epochs=1, patience=None, batch_size=64, seed=0, device="cpu",
+                             progress=False)
+    # the logged validation loss is exactly the means-only loss of the trained model: re-measuring it repeats it
+    assert history["val_loss"].iloc[0] == pytest.approx(_val_loss_of(model, val), rel=1e-6)
+    assert _val_loss_of(model, val) == _val_loss_of(model, val)
+    models, histories = fit_sih_members([train], [val], [0], epochs=1, patience=None, batch_size=64, device="cpu",
+                                        progress=False)
+    assert histories[0]["val_loss"].iloc[0] == pytest.approx(_val_loss_of(models[0], val), rel=1e-5)
+
+
+def test_compare_methods_vanilla_and_lff_train_on_all_the_data():
+    runs, trained = compare_methods((0.05,), (0,), subsample=600, vanilla_epochs=2, lff_epochs=1, sih_epochs=1,
+                                    batch_size=128, device="cpu")
+    # fixed epochs on the whole training set (600 // 128 = 4 batches), no validation columns; SiH selects on 10%
+    assert "val_loss" not in trained[("vanilla", 0.05, 0)][1] and len(trained[("vanilla", 0.05, 0)][1]) == 2
+    assert "val_loss" in trained[("sih", 0.05, 0)][1]
+
+
 def test_compare_methods_table_and_stacking_in_groups():
     kwargs = dict(subsample=600, vanilla_epochs=2, lff_epochs=1, sih_epochs=1, batch_size=128, device="cpu")
     runs, trained = compare_methods((0.05,), (0, 1), **kwargs)

@@ -99,12 +99,19 @@ def signal_weights(p_bias: torch.Tensor, q: float = 0.7) -> torch.Tensor:
 
 def sih_loss(
     model: SignalIsHarder, batch: Batch, *, q: float = 0.7, gce_scale_by_q: bool = False,
-    reconstruction_weight: float = 100.0,
+    reconstruction_weight: float = 100.0, sample_latents: bool = True,
 ) -> dict:
-    """The SiH objective on one batch (the module docstring has the equations; the lines below follow them)."""
+    """The SiH objective on one batch (the module docstring has the equations; the lines below follow them).
+
+    ``sample_latents=False`` uses the encoder means instead of samples: the released code measures the validation
+    loss that way (early stopping and the plateau schedule then see no sampling noise), and so does ``fit_sih``.
+    """
     x, y = batch.x, batch.y
     lat = model.encode(x)
-    z_s, z_b = reparameterise(lat.mean_s, lat.logvar_s), reparameterise(lat.mean_b, lat.logvar_b)
+    if sample_latents:
+        z_s, z_b = reparameterise(lat.mean_s, lat.logvar_s), reparameterise(lat.mean_b, lat.logvar_b)
+    else:
+        z_s, z_b = lat.mean_s, lat.mean_b
     logits_s, logits_b = model.signal_classifier(z_s), model.bias_classifier(z_b)
     n_pixels = x[0].numel()
 
@@ -178,8 +185,13 @@ def fit_sih(
     )
     step = make_step(model, train_loss, optimizer)
 
+    def val_loss_fn(model, batch):
+        # the encoder means, not samples: a noisy validation loss would decay the rate and stop runs by chance
+        return sih_loss(model, batch, q=q, gce_scale_by_q=gce_scale_by_q, reconstruction_weight=reconstruction_weight,
+                        sample_latents=False)
+
     def validate() -> dict:
-        return {f"val_{k}": v for k, v in evaluate_loss(lambda b: loss_fn(model, b), val).items()}
+        return {f"val_{k}": v for k, v in evaluate_loss(lambda b: val_loss_fn(model, b), val).items()}
 
     def on_epoch_end(epoch: int, row: dict) -> None:
         row["lr"] = optimizer.param_groups[0]["lr"]  # the rate this epoch was trained with
@@ -215,14 +227,16 @@ def fit_sih_members(
     latents is drawn differently from a single run, so a member matches it in distribution, not bit for bit.)
     Returns ``(models, histories)``.
     """
-    def loss_fn(model, batch):
-        return sih_loss(model, batch, q=q, gce_scale_by_q=gce_scale_by_q, reconstruction_weight=reconstruction_weight)
+    def loss_fn(model, batch, sample_latents=True):
+        return sih_loss(model, batch, q=q, gce_scale_by_q=gce_scale_by_q, reconstruction_weight=reconstruction_weight,
+                        sample_latents=sample_latents)
 
     ensemble, generators = ens.members(lambda: SignalIsHarder(train[0].x.shape[1:], train[0].num_classes), seeds,
                                        device)
     histories = ens.fit_members(
         ensemble, train, ens.per_member(loss_fn), epochs=epochs, generators=generators, lr=lr, batch_size=batch_size,
-        val=val, patience=patience, lr_factor=lr_factor, lr_patience=_plateau_patience(patience), progress=progress,
+        val=val, val_loss_fn=ens.per_member(lambda m, b: loss_fn(m, b, sample_latents=False)), patience=patience,
+        lr_factor=lr_factor, lr_patience=_plateau_patience(patience), progress=progress,
         desc="sih",
     )
     return [ensemble.module(k) for k in range(len(ensemble))], histories
@@ -389,8 +403,8 @@ def compare_methods(
 ) -> tuple[pd.DataFrame, dict]:
     """Train vanilla, LfF and SiH at every (rho, seed) on the LfF Coloured MNIST protocol.
 
-    Every method sees the same 90% of the training set; the 10% biased validation split selects the vanilla and
-    SiH checkpoints (LfF runs a fixed number of epochs). The runs of one method are trained together, stacked
+    As in the released code: vanilla and LfF train a fixed number of epochs on the whole training set; SiH trains on
+    90% of it and early-stops on the other 10% (biased, like the rest: no bias label is needed to select). The runs of one method are trained together, stacked
     (``fairlab.ensemble``: each run as its single-run ``fit_*`` would, in one process and one step), at most
     ``max_stacked`` at a time (default: all; lower it when the stacked training sets do not fit in memory).
 
@@ -408,16 +422,18 @@ def compare_methods(
     device = torch.device(device) if device is not None else config.device()
     test = coloured_mnist("lff", "test").to(device)
     keys = [(rho, seed) for rho in ratios for seed in seeds]
-    splits = {
+    full = {
         (rho, seed): coloured_mnist("lff", "train", bias_conflicting_ratio=rho, seed=seed, subsample=subsample)
-        .to(device).random_split(0.1, seed=seed)
+        .to(device)
         for rho, seed in keys
     }
+    splits = {key: data.random_split(0.1, seed=key[1]) for key, data in full.items()}  # SiH's (train, val)
     common = dict(batch_size=batch_size, device=device, progress=progress)
     methods = {
-        "vanilla": lambda tr, va, sd: fit_erm_members(tr, sd, val=va, epochs=vanilla_epochs, **common),
-        "lff": lambda tr, va, sd: fit_lff_members(tr, sd, epochs=lff_epochs, **common),
-        "sih": lambda tr, va, sd: fit_sih_members(tr, va, sd, epochs=sih_epochs, **common),
+        "vanilla": lambda keys, sd: fit_erm_members([full[k] for k in keys], sd, epochs=vanilla_epochs, **common),
+        "lff": lambda keys, sd: fit_lff_members([full[k] for k in keys], sd, epochs=lff_epochs, **common),
+        "sih": lambda keys, sd: fit_sih_members([splits[k][0] for k in keys], [splits[k][1] for k in keys], sd,
+                                                epochs=sih_epochs, **common),
     }
     size = max_stacked or len(keys)
     rows, trained = [], {}
@@ -425,8 +441,7 @@ def compare_methods(
         for first in range(0, len(keys), size):
             group = keys[first : first + size]
             start = time.perf_counter()
-            models, histories = fit_stacked([splits[k][0] for k in group], [splits[k][1] for k in group],
-                                            [seed for _, seed in group])
+            models, histories = fit_stacked(group, [seed for _, seed in group])
             seconds = (time.perf_counter() - start) / len(group)
             for (rho, seed), model, history in zip(group, models, histories):
                 trained[(method, rho, seed)] = (model, history)

@@ -6,6 +6,7 @@
 | ``FAIRLAB_PROFILE`` | ``quick`` (CI, CPU, minutes) or ``full`` (the paper's protocol, GPU) | ``full`` |
 | ``FAIRLAB_DEVICE``  | ``cpu``, ``cuda``, ``cuda:1``, ...              | CUDA if available, else CPU              |
 | ``FAIRLAB_PROGRESS`` | ``0`` turns progress bars off                  | on                                       |
+| ``FAIRLAB_CHECKPOINTS`` | folder for trained weights (generators) | ``<data root>/checkpoints`` if writable, else ``<user cache>/fairlab/checkpoints`` |
 
 Everything else in the package asks this module; nothing else touches ``os.environ``.
 """
@@ -30,6 +31,44 @@ def data_root() -> Path:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "fairlab"
+
+
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fairlab"
+
+
+def checkpoint_folders() -> list[Path]:
+    """Where trained weights are looked for, in order: ``FAIRLAB_CHECKPOINTS`` (if set), ``<data root>/checkpoints``
+    (what a course ships, possibly read-only), ``<user cache>/fairlab/checkpoints``."""
+    folders = [data_root() / "checkpoints", _user_cache() / "checkpoints"]
+    env = os.environ.get("FAIRLAB_CHECKPOINTS")
+    if env:
+        folders.insert(0, Path(env).expanduser())
+    return list(dict.fromkeys(folders))  # the data root may be the user cache: no folder twice
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` can be created or written: its nearest existing ancestor is a writable directory."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    return existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+
+
+def checkpoint_root() -> Path:
+    """The folder new checkpoints are written to: ``FAIRLAB_CHECKPOINTS`` when set (it must be writable), else the
+    first writable of ``<data root>/checkpoints`` and ``<user cache>/fairlab/checkpoints``. A read-only data root
+    (a course's shared folder) is never written into."""
+    env = os.environ.get("FAIRLAB_CHECKPOINTS")
+    candidates = [Path(env).expanduser()] if env else checkpoint_folders()
+    for folder in candidates:
+        if _writable(folder):
+            return folder
+    tried = ", ".join(str(f) for f in candidates)
+    raise PermissionError(
+        f"No writable folder for checkpoints (tried {tried}); a read-only data root is never written into. "
+        "Set FAIRLAB_CHECKPOINTS to a folder you can write to."
+    )
 
 
 def profile() -> str:

@@ -92,20 +92,6 @@ def test_colour_code_quantises_each_channel_into_eight_bins():
 
 
 @needs_data
-def test_nifr_protocol_splits_and_bias():
-    rep = coloured_mnist("nifr", "representative")
-    train = coloured_mnist("nifr", "train")
-    test = coloured_mnist("nifr", "test", subsample=100)
-    assert (len(rep), len(train)) == (24_000, 36_000)
-    assert torch.equal(train.s, train.y)  # fully biased: colour = digit
-    assert 0.07 < float((rep.s == rep.y).float().mean()) < 0.13
-    assert rep.x.shape[1:] == (3, 32, 32) and test.x.shape[1:] == (3, 32, 32)
-    # 5-bit quantisation plus U(0, 1/32) noise: floor(32 x) recovers levels 0..31
-    levels = torch.floor(rep.x[:50] * 32)
-    assert levels.min() >= 0 and levels.max() <= 31
-
-
-@needs_data
 def test_adult_preprocessing():
     train, test = adult("train"), adult("test")
     assert (len(train), len(test)) == (30_162, 15_060)  # rows with a missing value dropped

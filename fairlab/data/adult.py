@@ -10,7 +10,9 @@ Protocols:
 - ``"nifr"``: both files pooled and shuffled (seeded); 60% is unbiased, of which 2/3 is the ``"representative"`` set
   and 1/3 the ``"test"`` set; the other 40% is a pool from which the biased ``"train"`` set is drawn with the mixing
   factor ``eta``: eta = 0 keeps only s == y, eta = 1 only s != y; eta < 0.5 keeps all s == y plus a fraction
-  2 * eta of s != y; eta >= 0.5 all s != y plus 2 * (1 - eta) of s == y.
+  2 * eta of s != y; eta >= 0.5 all s != y plus 2 * (1 - eta) of s == y (``fairlab.data.nifr``, shared with CelebA).
+  The continuous columns are standardised with the statistics of the representative set and the whole pool, so the
+  features of a sample do not depend on eta. (The released code swaps train and test when unpacking them; we do not.)
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import torch
 
 from fairlab import config
 from fairlab.data._files import ensure_files
-from fairlab.data.base import BiasedDataset
+from fairlab.data.base import BiasedDataset, check_subsample, subsample_index
+from fairlab.data.nifr import check_eta, eta_mix, partition
 
 RESOURCES = [
     ("adult.data", "5d7c39d7b8804f071cdd1f2a7c460872"),
@@ -70,31 +73,26 @@ def _encode(frame: pd.DataFrame, categories: dict, mean: pd.Series, std: pd.Seri
     return x, y, s, list(features.columns)
 
 
-def eta_mix(y: torch.Tensor, s: torch.Tensor, eta: float, generator: torch.Generator) -> torch.Tensor:
-    """Indices of the biased subset for mixing factor ``eta`` (see the module docstring)."""
-    if not 0 <= eta <= 1:
-        raise ValueError(f"eta must lie in [0, 1], got {eta}.")
-    same = torch.nonzero(s == y).flatten()
-    differ = torch.nonzero(s != y).flatten()
-    if eta < 0.5:
-        keep, partial, fraction = same, differ, 2 * eta
-    else:
-        keep, partial, fraction = differ, same, 2 * (1 - eta)
-    n_partial = int(round(fraction * len(partial)))
-    chosen = partial[torch.randperm(len(partial), generator=generator)[:n_partial]]
-    return torch.sort(torch.cat([keep, chosen])).values
-
-
 def adult(
     split: str = "train",
     *,
     protocol: str = "uci",
-    eta: float = 1.0,
+    eta: float | None = None,
     seed: int = 0,
+    subsample: int | None = None,
     root=None,
     download: bool = True,
 ) -> BiasedDataset:
     """UCI Adult as a ``BiasedDataset`` (x float32 features, y income > 50K, s sex with 1 = Male).
+
+    Args:
+        split: ``"train"`` / ``"test"``; the ``nifr`` protocol also has ``"representative"`` (its ``"train"`` is the
+            biased training set drawn with ``eta``).
+        protocol: ``"uci"`` (the official split) or ``"nifr"`` (null-sampling's, see the module docstring).
+        eta: ``nifr`` only, the mixing factor of the biased training set in [0, 1], default 1 (only s != y). The
+            representative and test splits do not depend on it.
+        seed: ``nifr``: seeds the partition and the eta draw.
+        subsample: keep a random subset of this many rows (quick runs); the protocol is applied first.
 
     ``aligned`` marks s == y (male and > 50K, or female and <= 50K), the pairing the biased train set of the
     ``nifr`` protocol controls with ``eta``.
@@ -103,6 +101,11 @@ def adult(
         raise ValueError(f"Unknown Adult protocol {protocol!r}; choose one of {tuple(SPLITS)}.")
     if split not in SPLITS[protocol]:
         raise ValueError(f"Adult protocol {protocol!r} has splits {SPLITS[protocol]}, not {split!r}.")
+    if protocol == "nifr":
+        eta = 1.0 if eta is None else check_eta(eta)
+    elif eta is not None:
+        raise ValueError(f"eta belongs to the null-sampling protocol: pass protocol='nifr' with eta={eta}.")
+    check_subsample(subsample)
     train_frame, test_frame = load_adult_frame(root, download)
     if protocol == "uci":
         fit_frame, frame = train_frame, (train_frame if split == "train" else test_frame)
@@ -110,16 +113,9 @@ def adult(
     else:
         pooled = pd.concat([train_frame, test_frame], ignore_index=True)
         gen = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(pooled), generator=gen)
-        n_unbiased = int(0.6 * len(pooled))
-        n_representative = int(round(n_unbiased * 2 / 3))
-        parts = {
-            "representative": order[:n_representative],
-            "test": order[n_representative:n_unbiased],
-            "train": order[n_unbiased:],
-        }
-        fit_frame = pooled.iloc[torch.cat([parts["representative"], parts["train"]]).numpy()]
-        frame = pooled.iloc[parts[split].numpy()]
+        parts = partition(len(pooled), gen)
+        fit_frame = pooled.iloc[torch.cat([parts["representative"], parts["pool"]]).numpy()]
+        frame = pooled.iloc[parts["pool" if split == "train" else split].numpy()]
         rows = gen if split == "train" else None
     categories = {col: sorted(pd.concat([train_frame, test_frame])[col].unique()) for col in CATEGORICAL}
     categories["native-country"] = ["Other", "United-States"]
@@ -131,6 +127,10 @@ def adult(
     info = {"protocol": protocol, "split": split, "feature_names": names, "seed": seed}
     if protocol == "nifr":
         info["eta"] = eta
-    return BiasedDataset(
+    data = BiasedDataset(
         x=x, y=y, s=s, aligned=s == y, num_classes=2, num_groups=2, name=f"adult-{protocol}/{split}", info=info
     )
+    check_subsample(subsample, len(data), data.name)
+    if subsample is not None and subsample < len(data):
+        data = data.subset(subsample_index(len(data), subsample, torch.Generator().manual_seed(seed)))
+    return data

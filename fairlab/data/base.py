@@ -1,10 +1,34 @@
 """``BiasedDataset``: tensors x, y, s (and ``aligned``) that live on one device and batch themselves."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Iterator, NamedTuple
 
 import torch
+
+
+def check_subsample(subsample, n: int | None = None, name: str = "the split") -> None:
+    """``subsample`` must be None or a positive whole count, no larger than ``n`` (when the split's size is known).
+
+    Checked before any data is built, so a typo fails at once instead of after minutes of loading.
+    """
+    if subsample is None:
+        return
+    if isinstance(subsample, bool) or not isinstance(subsample, numbers.Integral):
+        raise ValueError(f"subsample must be a whole number of samples (or None for all), got {subsample!r}.")
+    if subsample < 1:
+        raise ValueError(f"subsample must be a positive number of samples (or None for all), got {subsample}.")
+    if n is not None and subsample > n:
+        raise ValueError(f"subsample={subsample} is larger than {name}, which has {n} samples; "
+                         f"pass at most {n} (or None for all).")
+
+
+def subsample_index(n: int, subsample: int | None, generator: torch.Generator) -> torch.Tensor | slice:
+    """Which of n samples a quick run keeps: a random ``subsample`` of them (all of them, in order, for None or n)."""
+    if subsample is None or subsample >= n:
+        return slice(None)
+    return torch.randperm(n, generator=generator)[:subsample]
 
 
 class Batch(NamedTuple):

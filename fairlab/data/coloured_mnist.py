@@ -8,6 +8,16 @@
 
 Every image is a grey digit multiplied by a colour (black background, coloured strokes), float32 in [0, 1],
 shape (3, 28, 28) (``nifr``: (3, 32, 32), 5-bit quantised). Generation is deterministic for a given ``seed``.
+
+``nifr`` in detail (the null-sampling brief): digits binarised at 0.5; per-image colour drawn from
+N(palette[s], variance * I_3) and clipped to [0, 1]; zero-padded to 32x32; quantised to 5 bits, floor(x * 32) / 32,
+plus U(0, 1/32) dequantisation noise. MNIST's 60,000 training images are split at random (the same partition for a
+given seed) into
+
+- ``"representative"`` (24,000): a random colour per image, independent of the digit. The generative model learns
+  from x and s (the colour index) here.
+- ``"train"`` (36,000): the *biased* training set of the downstream classifier, colour index = digit (s = y).
+- ``"test"`` (MNIST's 10,000 test images): a random colour per image.
 """
 from __future__ import annotations
 
@@ -18,6 +28,7 @@ import torch.nn.functional as F
 
 from fairlab.data.base import BiasedDataset
 from fairlab.data.mnist import load_mnist
+from fairlab.data.nifr import quantise
 
 PROTOCOLS = ("lff", "kim", "nifr")
 SPLITS = {"lff": ("train", "test"), "kim": ("train", "test"), "nifr": ("representative", "train", "test")}
@@ -125,7 +136,8 @@ def coloured_mnist(
 
     Args:
         protocol: ``"lff"``, ``"kim"`` or ``"nifr"`` (see the module docstring).
-        split: ``"train"`` / ``"test"`` (and ``"representative"`` for ``nifr``).
+        split: ``"train"`` / ``"test"``; ``nifr`` also has ``"representative"`` (its ``"train"`` is the biased
+            training set, s = y).
         bias_conflicting_ratio: ``lff`` only, rho in (0, 1), default 0.01. The test split always has 90% conflicting.
         colour_std: ``lff`` only, sigma of the per-image colour jitter, default 0.005 (LfF "severity 4").
         colour_variance: ``kim`` (default 0.02) and ``nifr`` (default 0.02): sigma^2 of the colour jitter.
@@ -174,8 +186,7 @@ def coloured_mnist(
         bias = targets.clone() if split == "train" else torch.randint(0, 10, targets.shape, generator=gen)
         colours = (NIFR_COLOURS[bias] + variance**0.5 * torch.randn(len(bias), 3, generator=gen)).clamp(0, 1)
         x = F.pad(colourise((grey > 0.5).float(), colours), (2, 2, 2, 2))  # (N, 3, 32, 32)
-        # 5-bit quantisation, then uniform dequantisation noise (what a flow's likelihood needs)
-        x = (torch.floor(x * 32).clamp_(max=31) + torch.rand(x.shape, generator=gen)) / 32
+        x = quantise(x, gen, bits=5)  # 5-bit levels plus U(0, 1/32) dequantisation noise
         s, aligned, num_groups = bias, bias == targets, 10
         info.update(colour_variance=variance)
 

@@ -5,6 +5,8 @@
 hard predictions on ``test`` plus method-specific numbers for the JSON line.
 """
 METHODS = {
+    "cflow": "fairlab.methods.null_sampling",
+    "cvae": "fairlab.methods.null_sampling",
     "erm": "fairlab.methods.erm",
     "lff": "fairlab.methods.lff",
     "mi": "fairlab.methods.mi_backprop",

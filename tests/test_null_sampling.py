@@ -1,0 +1,159 @@
+"""Null-sampling: the gradient-reversal layer, the adversaries, the objectives, y never read, the command line."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import needs_data
+from fairlab.data.base import BiasedDataset
+from fairlab.methods import null_sampling as ns
+from fairlab.models.adversary import AdversaryEnsemble, GradientReversal, grad_reverse
+from fairlab.models.cvae import gated_conv_cvae
+from fairlab.models.flow import partition_latent
+
+TINY_FLOW = dict(levels=2, blocks=1, width=8, bias_dims=3, iterations=4, batch_size=8, adversaries=2,
+                 adversary_width=8)
+TINY_CVAE = dict(levels=2, channels=4, latent_channels=4, epochs=2, batch_size=8, adversaries=2, adversary_width=8)
+
+
+def _images(n=32, seed=0, shape=(3, 8, 8)):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *shape, generator=gen)
+    y = torch.randint(0, 10, (n,), generator=gen)
+    s = torch.randint(0, 10, (n,), generator=gen)
+    return BiasedDataset(x=x, y=y, s=s, aligned=s == y, num_classes=10, num_groups=10, name="tiny")
+
+
+def test_gradient_reversal_is_identity_forward_and_minus_w_backward():
+    x = torch.randn(5, 3, requires_grad=True)
+    y = grad_reverse(x, 0.25)
+    assert torch.equal(y, x)
+    upstream = torch.randn(5, 3)
+    y.backward(upstream)
+    assert torch.allclose(x.grad, -0.25 * upstream)
+    layer = GradientReversal(2.0)
+    x.grad = None
+    (layer(x) * 3).sum().backward()
+    assert torch.allclose(x.grad, torch.full_like(x, -6.0))
+
+
+def test_adversary_ensemble_loss_and_reset():
+    torch.manual_seed(0)
+    adversary = AdversaryEnsemble(6, 4, members=3, width=8, reset_probability=1.0)
+    z, s = torch.randn(10, 6), torch.randint(0, 4, (10,))
+    assert adversary(z).shape == (3, 10, 4)
+    mean_ce = sum(torch.nn.functional.cross_entropy(m(z), s) for m in adversary.members) / 3
+    assert torch.allclose(adversary.loss(z, s), mean_ce)
+    before = [p.clone() for p in adversary.parameters()]
+    assert adversary.maybe_reset() == 3
+    assert any(not torch.equal(a, b) for a, b in zip(before, adversary.parameters()))
+    adversary.reset_probability = 0.0
+    assert adversary.maybe_reset() == 0
+
+
+def test_adversary_gradient_reaches_encoder_reversed():
+    # one backward pass: the adversary descends its cross-entropy, the encoder's input ascends it
+    torch.manual_seed(0)
+    adversary = AdversaryEnsemble(4, 2, members=1, width=8).eval()
+    z, s = torch.randn(6, 4, requires_grad=True), torch.randint(0, 2, (6,))
+    adversary.loss(z, s).backward()
+    plain = z.grad.clone()
+    z.grad = None
+    adversary.loss(grad_reverse(z, 0.5), s).backward()
+    assert torch.allclose(z.grad, -0.5 * plain)
+
+
+def test_cvae_published_latent_is_64x2x2():
+    vae = gated_conv_cvae((3, 32, 32), 10)
+    mean, logvar = vae.encode(torch.rand(2, 3, 32, 32))
+    assert mean.shape == (2, 64, 2, 2) and logvar.shape == mean.shape
+    assert vae.decode(mean, vae.onehot(torch.tensor([1, 2]))).shape == (2, 3, 32, 32)
+
+
+def test_cflow_loss_at_initialisation_is_the_gaussian_nll():
+    # every coupling starts as the identity and the 1x1 convolutions as rotations: log|det| = 0, z = rotated x
+    data = _images(8)
+    model = ns.build_cflow(data, **TINY_FLOW)
+    logs = ns.cflow_loss(model, next(data.batches(8)))
+    z, logdet = model.encode(data.x)
+    assert logdet.abs().max() < 1e-5
+    expected = (0.5 * z.pow(2) + 0.5 * math.log(2 * math.pi)).mean()
+    assert torch.allclose(logs["nll"], expected, atol=1e-5)
+    assert torch.allclose(logs["bits_per_dim"], (expected + math.log(32)) / math.log(2), atol=1e-5)
+
+
+def test_null_sample_zeroes_z_b_and_bias_sample_zeroes_z_u():
+    torch.manual_seed(0)
+    data = _images(8)
+    model = ns.build_cflow(data, **TINY_FLOW).eval()
+    with torch.no_grad():
+        for p in model.flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    z_u, z_b = partition_latent(model.encode(data.x)[0], model.bias_dims)
+    null_u, null_b = partition_latent(model.encode(ns.null_sample(model, data.x))[0], model.bias_dims)
+    assert null_b.abs().max() < 1e-4 and torch.allclose(null_u, z_u, atol=1e-4)
+    bias_u, bias_b = partition_latent(model.encode(ns.bias_sample(model, data.x))[0], model.bias_dims)
+    assert bias_u.abs().max() < 1e-4 and torch.allclose(bias_b, z_b, atol=1e-4)
+    assert torch.allclose(ns.reconstruct(model, data.x, data.s), data.x, atol=1e-5)
+
+
+@pytest.mark.parametrize("fit, options", [(ns.fit_cflow, TINY_FLOW), (ns.fit_cvae, TINY_CVAE)])
+def test_generative_model_never_reads_y(fit, options):
+    data = _images(32)
+    shuffled = BiasedDataset(x=data.x, y=data.y[torch.randperm(32)], s=data.s, num_classes=10, num_groups=10)
+    first, _ = fit(data, seed=3, device="cpu", progress=False, **options)
+    second, _ = fit(shuffled, seed=3, device="cpu", progress=False, **options)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_cvae_null_sample_decodes_the_mean_with_zero_s():
+    torch.manual_seed(0)
+    data = _images(4, shape=(3, 16, 16))
+    model = ns.build_cvae(data, **TINY_CVAE).eval()
+    mean, _ = model.vae.encode(data.x)
+    expected = model.vae.decode(mean, torch.zeros(4, 10))
+    assert torch.allclose(ns.null_sample(model, data.x), expected)
+    # s is zero *only* in the null-sample: the reconstruction is told the true s
+    assert not torch.allclose(ns.reconstruct(model, data.x, data.s), expected)
+    with pytest.raises(ValueError, match="pass s"):
+        ns.bias_sample(model, data.x)
+
+
+def test_evaluate_on_raw_data_reports_group_metrics():
+    data = _images(40, shape=(3, 8, 8))
+    result = ns.evaluate(None, data, data, epochs=1, batch_size=16, width=4, device="cpu", progress=False)
+    assert {"accuracy", "hgr", "dp", "tpr_difference", "tnr_difference"} <= set(result)
+    assert len(result["predictions"]) == 40
+
+
+def test_settings_cover_both_profiles():
+    for profile in ("quick", "full"):
+        cfg = ns.settings(profile)
+        assert set(cfg["cflow_variances"]) <= set(cfg["variances"])
+    full = ns.settings("full")["cflow"]
+    assert (full["levels"], full["blocks"], full["width"], full["iterations"]) == (3, 24, 512, 26_000)
+
+
+def _cli(*args):
+    out = subprocess.run([sys.executable, "-m", "fairlab", "run", *args], capture_output=True, text=True,
+                         timeout=300)
+    return out
+
+
+@needs_data
+def test_cli_cvae_on_adult_prints_one_json_line():
+    out = _cli("cvae", "--dataset", "adult", "--eta", "1.0", "--epochs", "1", "--downstream-epochs", "1",
+               "--profile", "quick")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["method"] == "cvae" and {"accuracy", "dp", "eo", "hgr", "adversary_accuracy"} <= set(result)
+
+
+@needs_data
+def test_cli_rejects_a_data_set_without_representative_set():
+    out = _cli("cflow", "--dataset", "cmnist-lff", "--profile", "quick")
+    assert out.returncode != 0 and "representative" in out.stderr

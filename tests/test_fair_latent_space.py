@@ -1,0 +1,281 @@
+"""Fair latent space: the module inverts, its log-determinant is the
+Jacobian's, the generator checkpoint round-trips and is refused with
+other settings, flipping w_S cannot move the fair decision, the losses
+by hand, the whole experiment on tiny generated data."""
+import math
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+from fairlab.data.base import BiasedDataset
+from fairlab.methods import fair_latent_space as fls
+from fairlab.models.flow import standard_normal_log_prob
+from fairlab.models.generator import ConvVAE, TabularVAE
+from tests.conftest import needs_data
+
+try:
+    import zuko  # noqa: F401  (test-only reference, if installed)
+except ImportError:
+    zuko = None
+
+
+def _module(dim=8, seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    model = fls.FairLatentSpace(dim, 2, 2, blocks=4, width=16,
+                                adversary_width=8)
+    # the couplings start as the identity: perturb every parameter so
+    # the test sees a real, non-trivial map
+    with torch.no_grad():
+        for p in model.flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model.to(dtype)
+
+
+def test_module_inverts_to_1e5():
+    model = _module()
+    z = torch.randn(256, 8) * 2
+    w, _ = model.transform(z)
+    assert (w - z).abs().max() > 0.1  # not the identity
+    assert torch.allclose(model.inverse(w), z, atol=1e-5)
+    back, _ = model.transform(model.inverse(w))
+    assert torch.allclose(back, w, atol=1e-5)
+
+
+def test_log_determinant_equals_the_jacobian():
+    model = _module(dtype=torch.float64)
+    z = torch.randn(5, 8, dtype=torch.float64)
+    _, logdet = model.transform(z)
+    for i in range(len(z)):
+        jac = torch.autograd.functional.jacobian(
+            lambda v: model.transform(v[None])[0][0], z[i])
+        expected = torch.linalg.slogdet(jac).logabsdet
+        assert logdet[i].item() == pytest.approx(expected.item(),
+                                                 abs=1e-9)
+
+
+def test_flow_nll_of_the_identity_is_the_gaussian_nll():
+    w = torch.randn(16, 6)
+    expected = -standard_normal_log_prob(w).mean() / 6
+    assert fls.flow_nll(w, torch.zeros(16)).item() == pytest.approx(
+        expected.item())
+    # by hand for w = 0: log(2 pi) / 2 per dimension
+    assert fls.flow_nll(torch.zeros(3, 4), torch.zeros(3)).item() == \
+        pytest.approx(0.5 * math.log(2 * math.pi))
+
+
+def test_flipping_w_s_leaves_the_decision_unchanged_by_construction():
+    model = _module()
+    model.sensitive_means.copy_(torch.tensor([[-2.0, -1.0],
+                                              [2.0, 1.0]]))
+    model.label_means.copy_(torch.tensor([[-1.5, -1.5], [1.5, 1.5]]))
+    with torch.no_grad():
+        model.label_head.weight.copy_(torch.tensor([[-1.0, -1.0],
+                                                    [1.0, 1.0]]))
+    w = torch.randn(200, 8)
+    s = torch.randint(0, 2, (200,))
+    flipped = model.flip_sensitive(w, s)
+    w_y, w_s, w_r = model.split(w)
+    f_y, f_s, f_r = model.split(flipped)
+    assert torch.equal(f_y, w_y) and torch.equal(f_r, w_r)
+    # w_S moved by exactly the difference of the group means
+    shift = model.sensitive_means[1 - s] - model.sensitive_means[s]
+    assert torch.allclose(f_s - w_s, shift)
+    assert torch.equal(model.decide(flipped), model.decide(w))
+    # and flipping twice comes back
+    assert torch.allclose(model.flip_sensitive(flipped, 1 - s), w)
+    # moving w_Y does change the decision
+    decision = model.decide(w).argmax(1)
+    moved = model.move_label(w, decision)
+    assert (model.decide(moved).argmax(1) != decision).float().mean() > .5
+
+
+def test_redistribution_loss_by_hand():
+    targets = fls.redistribution_targets(2, 4.0)
+    assert torch.allclose(targets[1] - targets[0],
+                          torch.full((2,), 4 / math.sqrt(2)))
+    assert (targets[1] - targets[0]).norm().item() == pytest.approx(4.0)
+    y = torch.tensor([0, 0, 1, 1, 1])
+    s = torch.tensor([0, 1, 0, 1, 1])
+    w_y, w_s = targets[y].clone(), targets[s].clone()
+    assert fls.redistribution_loss(w_y, w_s, y, s, 4.0).item() == \
+        pytest.approx(0.0, abs=1e-12)
+    # shift w_Y of the cell (y=1, s=1) by 1 in one coordinate: error 1
+    # in one of the four occupied cells -> 1 / 4
+    w_y[3:, 0] += 1.0
+    assert fls.redistribution_loss(w_y, w_s, y, s, 4.0).item() == \
+        pytest.approx(0.25)
+    # an empty cell does not count: drop (y=0, s=1)
+    keep = torch.tensor([0, 2, 3, 4])
+    value = fls.redistribution_loss(w_y[keep], w_s[keep], y[keep],
+                                    s[keep], 4.0)
+    assert value.item() == pytest.approx(1 / 3)
+
+
+def test_independence_loss_trains_the_adversaries_and_reverses():
+    model = _module()
+    z = torch.randn(64, 8)
+    y, s = torch.randint(0, 2, (64,)), torch.randint(0, 2, (64,))
+    out = fls.fls_loss(model, z, y, s)
+    assert set(out) == {"loss", "nll", "label_ce", "sensitive_ce",
+                        "adversary_ce", "redistribution"}
+    out["loss"].backward()
+    # the adversary and the flow get gradients of opposite signs on the
+    # adversary term: check the flow's gradient from that term alone
+    model.zero_grad()
+    w, _ = model.transform(z)
+    w_y, _, w_r = model.split(w)
+    fls.independence_loss(model, w_y, w_r, y, s, 1.0).backward()
+    adv = next(model.label_adversary.parameters()).grad
+    flow = next(model.flow.parameters()).grad
+    assert adv is not None and adv.abs().sum() > 0
+    assert flow is not None and flow.abs().sum() > 0
+
+
+def _images(n=64, shape=(3, 8, 8), seed=0, name="toy/train"):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    s = torch.where(torch.rand(n, generator=g) < 0.8, y, 1 - y)
+    x = torch.rand(n, *shape, generator=g) * 0.2
+    x[:, 0] += 0.6 * s[:, None, None]  # s: red channel
+    x[:, 1, : shape[1] // 2] += 0.6 * y[:, None, None]  # y: top half
+    return BiasedDataset(x=x.clamp(0, 1), y=y, s=s, aligned=s == y,
+                         num_classes=2, num_groups=2, name=name,
+                         info={"seed": seed})
+
+
+TINY_GENERATOR = {"latent_dim": 6, "channels": [4, 8], "hidden": 16,
+                  "beta": 1.0, "epochs": 1, "batch_size": 16,
+                  "lr": 1e-3}
+
+
+def test_generator_checkpoint_round_trips_and_is_refused(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIRLAB_CHECKPOINTS", str(tmp_path / "ck"))
+    data = _images()
+    first = fls.pretrained_generator(data, TINY_GENERATOR,
+                                     device="cpu", progress=False)
+    assert not first.loaded and first.path.is_file()
+    assert first.path.parent == tmp_path / "ck"
+    assert not any(p.requires_grad for p in first.model.parameters())
+    second = fls.pretrained_generator(data, TINY_GENERATOR,
+                                      device="cpu", progress=False)
+    assert second.loaded and second.path == first.path
+    assert second.seconds == pytest.approx(first.seconds)
+    z = torch.randn(4, 6)
+    assert torch.equal(first.model.decode(z), second.model.decode(z))
+    # other settings: another file name, trained anew
+    other = {**TINY_GENERATOR, "latent_dim": 5}
+    third = fls.pretrained_generator(data, other, device="cpu",
+                                     progress=False)
+    assert not third.loaded and third.path != first.path
+    # a file whose stored settings differ from the ones asked for
+    key = fls.generator_key(data, other)
+    with pytest.raises(fls.CheckpointMismatchError, match="latent_dim"):
+        fls.load_generator(fls.build_generator(data, other), key,
+                           first.path)
+    # other training data (another seed's draw): refused as well
+    moved = replace(data, info={"seed": 1})
+    with pytest.raises(fls.CheckpointMismatchError, match="data"):
+        fls.load_generator(fls.build_generator(moved, TINY_GENERATOR),
+                           fls.generator_key(moved, TINY_GENERATOR),
+                           first.path)
+
+
+def test_checkpoints_go_elsewhere_when_the_data_root_is_read_only(
+        tmp_path, monkeypatch):
+    from fairlab import config
+
+    data_root, cache = tmp_path / "data", tmp_path / "cache"
+    data_root.mkdir()
+    monkeypatch.setenv("FAIRLAB_DATA", str(data_root))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("FAIRLAB_CHECKPOINTS", raising=False)
+    assert config.checkpoint_root() == data_root / "checkpoints"
+    monkeypatch.setattr(
+        config, "_writable",
+        lambda folder: not folder.is_relative_to(data_root))
+    assert config.checkpoint_root() == cache / "fairlab" / "checkpoints"
+    # a shipped (read-only) checkpoint is still found first
+    assert config.checkpoint_folders()[0] == data_root / "checkpoints"
+    monkeypatch.setattr(config, "_writable", lambda folder: False)
+    with pytest.raises(PermissionError, match="FAIRLAB_CHECKPOINTS"):
+        config.checkpoint_root()
+
+
+def test_tabular_vae_layout_and_decoded_records():
+    names = ["age", "hours", "job_a", "job_b", "job_c", "sex_F", "sex_M"]
+    assert fls.tabular_layout(names) == (2, [3, 2])
+    vae = TabularVAE(2, [3, 2], latent_dim=3, hidden=[8, 8])
+    x = vae.decode(torch.randn(5, 3))
+    assert x.shape == (5, 7)
+    assert torch.equal(x[:, 2:5].sum(1), torch.ones(5))
+    table = fls.records(x, names)
+    assert list(table.columns) == ["age", "hours", "job", "sex"]
+    assert set(table["sex"]) <= {"F", "M"}
+    real = torch.tensor([[0.0, 1.0, 1, 0, 0, 0, 1]])
+    assert torch.isfinite(vae.loss(real.repeat(4, 1))["loss"])
+    changed = fls.changed_fields(
+        pd.DataFrame({"age": [30.0, 40.0], "sex": ["F", "M"]}),
+        pd.DataFrame({"age": [30.0, 45.0], "sex": ["M", "M"]}))
+    assert changed.to_dict() == {"age": 0.5, "sex": 0.5}
+
+
+def test_celeba_sized_generator_on_a_generated_stand_in():
+    # CelebA itself is never needed by the tests: 64x64 noise stands in
+    data = _images(16, shape=(3, 64, 64), name="celeba-standin/train")
+    settings = fls.chapter_settings("celeba", "quick")["generator"]
+    model = fls.build_generator(data, settings)
+    assert isinstance(model, ConvVAE)
+    mean, _ = model.encode(data.x[:4])
+    assert mean.shape == (4, settings["latent_dim"])
+    assert model.decode(mean).shape == (4, 3, 64, 64)
+    assert torch.isfinite(model.loss(data.x[:4])["loss"])
+
+
+def test_the_whole_experiment_on_tiny_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIRLAB_CHECKPOINTS", str(tmp_path))
+    torch.set_num_threads(1)
+    settings = fls.chapter_settings("cmnist-binary", "quick")
+    settings["generator"] = TINY_GENERATOR
+    settings["module"].update(epochs=2, batch_size=32, blocks=2,
+                              width=16, adversary_width=8)
+    settings["classifier"].update(epochs=1, batch_size=32)
+    train, test = _images(128), _images(64, seed=1, name="toy/test")
+    run = fls.run_experiment("cmnist-binary", settings=settings,
+                             train=train, test=test, device="cpu",
+                             progress=False)
+    assert list(run.table.index) == ["x", "z", "w_Y"]
+    assert set(run.table.columns) == {"accuracy", "dp", "eo",
+                                      "worst_group_accuracy"}
+    assert run.module_seconds > 0 and not run.generator.loaded
+    # the group means exist and differ
+    assert (run.module.sensitive_means[1]
+            - run.module.sensitive_means[0]).abs().sum() > 0
+    judges = fls.fit_judges(train, settings["classifier"],
+                            device="cpu", progress=False)
+    report = fls.counterfactual_report(run.generator.model, run.module,
+                                       run.test_z, judges, n=32)
+    assert report.shape == (2, 3)
+    paths = fls.traversals(run.generator.model, run.module,
+                           run.train_z, run.test_z.x[:3],
+                           steps=(-1, 0, 1))
+    assert paths["original"].shape == (3, 3, 3, 8, 8)
+    curves = fls.traversal_curves(paths, judges)
+    assert len(curves) == 2 * 3 * 2
+
+
+@needs_data
+def test_binary_coloured_mnist_counts_are_exact():
+    from fairlab.data import binary_coloured_mnist
+
+    data = binary_coloured_mnist("test", correlation=0.8, subsample=1000)
+    assert data.num_classes == 2 and data.num_groups == 2
+    for label in (0, 1):
+        n = int((data.y == label).sum())
+        aligned = int(((data.y == label) & (data.s == label)).sum())
+        assert aligned == round(0.8 * n)
+    again = binary_coloured_mnist("test", correlation=0.8,
+                                  subsample=1000)
+    assert torch.equal(again.x, data.x)

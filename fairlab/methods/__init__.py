@@ -8,6 +8,7 @@ METHODS = {
     "cflow": "fairlab.methods.null_sampling",
     "cvae": "fairlab.methods.null_sampling",
     "erm": "fairlab.methods.erm",
+    "fls": "fairlab.methods.fair_latent_space",
     "lff": "fairlab.methods.lff",
     "mi": "fairlab.methods.mi_backprop",
     "sih": "fairlab.methods.sih",

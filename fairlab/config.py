@@ -6,6 +6,7 @@
 | ``FAIRLAB_PROFILE`` | ``quick`` (CI, CPU, minutes) or ``full`` (the paper's protocol, GPU) | ``full`` |
 | ``FAIRLAB_DEVICE``  | ``cpu``, ``cuda``, ``cuda:1``, ...              | CUDA if available, else CPU              |
 | ``FAIRLAB_PROGRESS`` | ``0`` turns progress bars off                  | on                                       |
+| ``FAIRLAB_DEBUG``    | ``1``: the command line shows tracebacks        | off                                      |
 | ``FAIRLAB_CHECKPOINTS`` | folder for trained weights (generators) | ``<data root>/checkpoints`` if writable, else ``<user cache>/fairlab/checkpoints`` |
 
 Everything else in the package asks this module; nothing else touches ``os.environ``.
@@ -21,7 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from fairlab.errors import DeviceError
+
 PROFILES = ("quick", "full")
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def data_root() -> Path:
@@ -89,22 +94,64 @@ def by_profile(*, quick: Any, full: Any, name: str | None = None) -> Any:
 
 def device() -> torch.device:
     """The device to train on (``FAIRLAB_DEVICE``), defaulting to CUDA when there is one."""
-    requested = os.environ.get("FAIRLAB_DEVICE")
+    requested = os.environ.get("FAIRLAB_DEVICE", "").strip()
     if requested:
-        dev = torch.device(requested)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(
-                f"FAIRLAB_DEVICE={requested!r} but this machine has no CUDA GPU visible to PyTorch "
-                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). Unset FAIRLAB_DEVICE to use "
-                "the CPU, or install a CUDA build of torch on a machine with a GPU."
-            )
-        return dev
+        return parse_device(requested, "FAIRLAB_DEVICE")
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def parse_device(requested: str, source: str = "FAIRLAB_DEVICE") -> torch.device:
+    """``requested`` as a device this machine has, or a ``DeviceError`` naming where it came from (``source``: the
+    variable or the option) and how to fix it. Cheap: call it before building any data."""
+    choose = f"give cpu, cuda or cuda:<index>, or leave {source} unset to let fairlab choose"
+    try:
+        dev = torch.device(requested.strip().lower())
+    except (RuntimeError, ValueError):  # torch's message never names the variable
+        raise DeviceError(f"{source}={requested!r} is not a device: {choose}.") from None
+    if dev.type not in DEVICE_TYPES:
+        raise DeviceError(f"{source}={requested!r}: fairlab trains on {', '.join(DEVICE_TYPES)}; {choose}.")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"{source}={requested!r} but this machine has no CUDA GPU visible to PyTorch "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). Set {source}=cpu or leave it "
+                "unset to use the CPU, or install a CUDA build of torch on a machine with a GPU."
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"{source}={requested!r} but this machine has {count} CUDA GPU(s), "
+                              f"cuda:0 to cuda:{count - 1}; {choose}.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"{source}={requested!r} but PyTorch sees no Apple GPU (MPS) here; {choose}.")
+    return dev
+
+
+def _switch(name: str, default: bool) -> bool:
+    """An on/off environment variable: 1/0, true/false, yes/no, on/off (unset or empty: ``default``)."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in _SWITCH:
+        raise ValueError(f"{name}={os.environ[name]!r} is not a switch; use 1 or 0 (or true/false, yes/no, on/off).")
+    return _SWITCH[value]
 
 
 def progress_enabled() -> bool:
     """Whether training loops show tqdm bars (``FAIRLAB_PROGRESS=0`` turns them off)."""
-    return os.environ.get("FAIRLAB_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
+    return _switch("FAIRLAB_PROGRESS", True)
+
+
+def debug() -> bool:
+    """Whether the command line shows the traceback of an error (``FAIRLAB_DEBUG=1``), not only its message."""
+    return _switch("FAIRLAB_DEBUG", False)
+
+
+def check_environment() -> None:
+    """Read every ``FAIRLAB_*`` variable once, so that a bad value fails before any data is built."""
+    profile()
+    device()
+    progress_enabled()
+    debug()
 
 
 def seed_everything(seed: int) -> None:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from fairlab import config
 from fairlab.data.base import Batch, BiasedDataset
-from fairlab.train import NonFiniteLossError
+from fairlab.train import NonFiniteLossError, check_positive_count
 
 
 class _Bound(nn.Module):
@@ -267,6 +267,8 @@ def fit_members(
                          f"{len(train)}, {len(generators)}{'' if val is None else f', {len(val)}'}.")
     if (patience is not None or lr_factor is not None) and val is None:
         raise ValueError("early stopping and the plateau schedule watch the validation loss: pass val.")
+    check_positive_count(epochs, "epochs")
+    check_positive_count(batch_size, "batch_size")
     device = ensemble.parameters()[0].device
     progress = config.progress_enabled() if progress is None else progress
     data = Stacked.of(train, device)
@@ -312,6 +314,11 @@ def fit_members(
         if val_data is not None:
             ensemble.training = False
             means.update({f"val_{key}": v.tolist() for key, v in _evaluate(ensemble, val_loss_fn, val_data).items()})
+            for m in range(k):
+                if active[m] and not math.isfinite(means["val_loss"][m]):
+                    bar.close()
+                    raise NonFiniteLossError(f"{desc}: member {m}'s validation loss became NaN/inf at epoch {epoch}. "
+                                             "Lower the learning rate or check its inputs for NaN.")
         seconds = time.perf_counter() - start
 
         improved = [False] * k
@@ -341,6 +348,11 @@ def fit_members(
     bar.close()
     if best_state is not None:
         ensemble.load(best_state)
+    # a blow-up on the very last step leaves finite losses but NaN weights
+    finite = torch.stack([torch.isfinite(p).reshape(len(p), -1).all(1) for p in ensemble.parameters()]).all(0)  # (K,)
+    if not bool(finite.all()):
+        raise NonFiniteLossError(f"{desc}: member(s) {(~finite).nonzero().flatten().tolist()} ended training with "
+                                 "NaN/inf weights. Lower the learning rate or check their inputs for NaN.")
     frames = []
     for m in range(k):
         frame = pd.DataFrame(histories[m]).set_index("epoch")

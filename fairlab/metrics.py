@@ -71,11 +71,29 @@ def _to_numpy(values, name: str) -> np.ndarray:
 def _to_labels(values, name: str) -> np.ndarray:
     """Class ids as int64; rejects probabilities and scores, which would silently compare unequal to labels."""
     array = _to_numpy(values, name)
+    if array.dtype.kind == "f" and np.isnan(array).any():
+        raise ValueError(f"{name} holds {int(np.isnan(array).sum())} NaN value(s); every sample needs a class id")
     if array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0):
         raise ValueError(f"{name} holds non-integer values; pass hard class ids (e.g. logits.argmax(1)), not scores")
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold integer class ids, got dtype {array.dtype}")
     return array.astype(np.int64)
+
+
+def _to_groups(values, name: str) -> np.ndarray:
+    """Group ids (any values that compare equal within a group); a missing value (NaN, None) is refused, never
+    counted as a group of its own."""
+    array = _to_numpy(values, name)
+    if array.dtype.kind == "f":
+        missing = int(np.isnan(array).sum())
+    elif array.dtype.kind == "O":
+        missing = sum(1 for v in array if v is None or v != v)  # v != v: a float NaN among objects
+    else:
+        missing = 0
+    if missing:
+        raise ValueError(f"{name} holds {missing} missing value(s) (NaN or None); every sample needs a group. "
+                         "Drop those samples or give them a group of their own explicitly.")
+    return array
 
 
 def _check_lengths(**arrays: np.ndarray) -> None:
@@ -96,7 +114,7 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _prepare(y_true, y_pred, sensitive_features):
     y_true = _to_labels(y_true, "y_true")
     y_pred = _to_labels(y_pred, "y_pred")
-    sensitive = _to_numpy(sensitive_features, "sensitive_features")
+    sensitive = _to_groups(sensitive_features, "sensitive_features")
     _check_lengths(y_true=y_true, y_pred=y_pred, sensitive_features=sensitive)
     return y_true, y_pred, sensitive
 
@@ -170,7 +188,7 @@ def accuracy(y_true, y_pred) -> float:
 def group_accuracies(y_true, y_pred, *, groups) -> pd.Series:
     """Accuracy P(yhat = y | group = g) for every distinct value g of ``groups`` (index sorted by g)."""
     y_true, y_pred = _to_labels(y_true, "y_true"), _to_labels(y_pred, "y_pred")
-    groups = _to_numpy(groups, "groups")
+    groups = _to_groups(groups, "groups")
     _check_lengths(y_true=y_true, y_pred=y_pred, groups=groups)
     values, code = _codes(groups)
     correct = np.bincount(code, weights=(y_true == y_pred).astype(float), minlength=len(values))
@@ -246,7 +264,7 @@ def equalized_odds_difference(y_true, y_pred, *, sensitive_features) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 def _joint_counts(a, b) -> np.ndarray:
     """Contingency table of two discrete variables: counts[i, j] = #{a = i-th value, b = j-th value}."""
-    a, b = _to_numpy(a, "a"), _to_numpy(b, "b")
+    a, b = _to_groups(a, "a"), _to_groups(b, "b")
     _check_lengths(a=a, b=b)
     (a_values, a_code), (b_values, b_code) = _codes(a), _codes(b)
     counts = np.bincount(a_code * len(b_values) + b_code, minlength=len(a_values) * len(b_values))
@@ -310,6 +328,12 @@ def probe_accuracy(features, labels, *, test_fraction: float = 0.5, steps: int =
         raise ValueError(f"features must be (samples, dimensions), got shape {tuple(x.shape)}.")
     if y.ndim != 1 or len(y) != len(x):
         raise ValueError(f"labels must be one value per row of features ({len(x)}), got shape {tuple(y.shape)}.")
+    finite = torch.isfinite(x).all(1)
+    if not bool(finite.all()):
+        raise ValueError(f"features hold NaN or inf in {int((~finite).sum())} of {len(x)} rows: a probe cannot be "
+                         "fitted on them (did the representation diverge?).")
+    if y.is_floating_point() and bool(torch.isnan(y).any()):
+        raise ValueError("labels hold NaN; every row needs a label.")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}.")
     _, code = np.unique(y.numpy(), return_inverse=True)

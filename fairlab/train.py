@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import os
 import tempfile
 import time
@@ -33,12 +34,30 @@ from tqdm.auto import tqdm
 
 from fairlab import config
 from fairlab.data.base import Batch, BiasedDataset
+from fairlab.errors import NonFiniteLossError
 
 StepFn = Callable[[Batch], dict]
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+def check_positive_count(value, name: str) -> None:
+    """``value`` must be a whole number >= 1 (epochs, batch_size...): a 0 would silently train nothing."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {value!r}.")
+
+
+def check_finite_state(model: nn.Module, desc: str) -> None:
+    """Raise ``NonFiniteLossError`` if a weight of ``model`` is NaN/inf or a buffer NaN (one host sync).
+
+    (A buffer may hold -inf on purpose, e.g. the log of a running mean that starts at 0.)
+    """
+    state = {name: torch.isfinite(p).all() for name, p in model.named_parameters()}
+    state.update({name: ~torch.isnan(b).any() for name, b in model.named_buffers() if b.is_floating_point()})
+    if state and not bool(torch.stack(list(state.values())).all()):
+        bad = [name for name, ok in state.items() if not bool(ok)]
+        raise NonFiniteLossError(
+            f"{desc}: training ended with NaN/inf weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}). "
+            "Lower the learning rate, check the inputs for NaN, or clip gradients."
+        )
 
 
 def make_step(
@@ -114,9 +133,19 @@ def predict(model: nn.Module, data: BiasedDataset, batch_size: int = 2048) -> to
     was_training = model.training
     model.eval()
     on_model = data.to(model_device(model, data.device))
-    preds = torch.cat([model(batch.x).argmax(1) for batch in on_model.batches(batch_size)])
+    preds, finite = [], torch.ones((), dtype=torch.bool, device=on_model.device)
+    for batch in on_model.batches(batch_size):
+        logits = model(batch.x)
+        finite &= torch.isfinite(logits).all()  # on the device: one sync at the end
+        preds.append(logits.argmax(1))
     model.train(was_training)
-    return preds.to(data.device)
+    if not bool(finite):
+        # the argmax of NaN logits is a constant class: chance-level numbers that look like a result
+        raise NonFiniteLossError(
+            f"the model's outputs on {data.name or 'the data'} are NaN/inf: its weights blew up in training. "
+            "Lower the learning rate, check the inputs for NaN, or clip gradients."
+        )
+    return torch.cat(preds).to(data.device)
 
 
 def model_device(model: nn.Module, default: torch.device | None = None) -> torch.device:
@@ -158,6 +187,8 @@ def fit(
     Returns:
         a DataFrame with one row per epoch: the mean of every logged quantity, validation metrics, seconds.
     """
+    check_positive_count(epochs, "epochs")
+    check_positive_count(batch_size, "batch_size")
     device = torch.device(device) if device is not None else config.device()
     progress = config.progress_enabled() if progress is None else progress
     if mode not in ("min", "max"):
@@ -200,8 +231,16 @@ def fit(
         if validate is not None:
             model.eval()
             with torch.no_grad():
-                row.update(validate())
+                validation = validate()
             model.train()
+            row.update(validation)
+            bad = [k for k, v in validation.items() if (k == monitor or "loss" in k) and not math.isfinite(float(v))]
+            if bad:
+                bar.close()
+                raise NonFiniteLossError(
+                    f"{desc}: the validation {', '.join(bad)} became NaN/inf at epoch {epoch}. "
+                    "Lower the learning rate, check the inputs for NaN, or clip gradients."
+                )
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         if on_epoch_end is not None:
@@ -224,6 +263,7 @@ def fit(
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    check_finite_state(model, desc)  # a blow-up on the very last step leaves a finite loss but NaN weights
     frame = pd.DataFrame(history).set_index("epoch")
     frame.attrs["best_epoch"] = best_epoch
     return frame

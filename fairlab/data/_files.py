@@ -10,10 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from fairlab import config
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A data set's files are missing, corrupted or cannot be fetched."""
+from fairlab.errors import DatasetNotFoundError  # noqa: F401  (raised here; importable from fairlab.data)
 
 
 def md5sum(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -22,6 +19,13 @@ def md5sum(path: Path, chunk_size: int = 1 << 20) -> str:
         while chunk := f.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _umask() -> int:
+    """The process's file-creation mask (os.umask can only be read by setting it, so set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _download(urls: Sequence[str], target: Path, md5: str) -> None:
@@ -37,6 +41,8 @@ def _download(urls: Sequence[str], target: Path, md5: str) -> None:
             if got != md5:
                 errors.append(f"{url}: md5 {got} != expected {md5}")
                 continue
+            # mkstemp creates the file readable by its owner only (0600); a data file gets the usual permissions
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, target)
             return
         except (urllib.error.URLError, OSError, TimeoutError) as e:

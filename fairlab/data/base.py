@@ -20,8 +20,7 @@ def check_subsample(subsample, n: int | None = None, name: str = "the split") ->
     if subsample < 1:
         raise ValueError(f"subsample must be a positive number of samples (or None for all), got {subsample}.")
     if n is not None and subsample > n:
-        raise ValueError(f"subsample={subsample} is larger than {name}, which has {n} samples; "
-                         f"pass at most {n} (or None for all).")
+        raise ValueError(f"subsample={subsample} is larger than {name}, which has {n} samples; pass at most {n}.")
 
 
 def subsample_index(n: int, subsample: int | None, generator: torch.Generator) -> torch.Tensor | slice:
@@ -60,6 +59,14 @@ class BiasedDataset:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.x.ndim < 2:
+            raise ValueError(
+                f"{self.name or 'BiasedDataset'}: x must hold one row per sample, (N, features) or (N, C, H, W); got "
+                f"shape {tuple(self.x.shape)}. For one feature per sample pass x[:, None]."
+            )
+        if self.y.ndim != 1:
+            raise ValueError(f"{self.name or 'BiasedDataset'}: y must be one class id per sample, shape (N,); got "
+                             f"shape {tuple(self.y.shape)} (for logits or one-hot labels pass .argmax(1)).")
         n = len(self.x)
         if self.group is None and self.s.ndim == 1:
             self.group = self.s

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from fairlab.data.base import BiasedDataset
+from fairlab.data.base import BiasedDataset, check_subsample
 from fairlab.data.coloured_mnist import colourise
 from fairlab.data.mnist import load_mnist
 
@@ -67,8 +67,9 @@ def binary_coloured_mnist(
         raise ValueError(
             f"correlation is P(s = y), in [0, 1]; got {correlation}."
         )
-    if colour_std < 0:
-        raise ValueError(f"colour_std must be >= 0, got {colour_std}.")
+    if not 0 <= colour_std < float("inf"):  # NaN too
+        raise ValueError(f"colour_std must be a finite number >= 0, got {colour_std}.")
+    check_subsample(subsample, 60_000 if split == "train" else 10_000, f"cmnist-binary/{split}")
     gen = torch.Generator().manual_seed(seed * 1000 + 17 + SPLITS.index(split))
     images, digits = load_mnist(split, root=root, download=download)
     if subsample is not None and subsample < len(digits):

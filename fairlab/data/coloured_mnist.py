@@ -22,16 +22,19 @@ given seed) into
 from __future__ import annotations
 
 import colorsys
+import math
 
 import torch
 import torch.nn.functional as F
 
-from fairlab.data.base import BiasedDataset
+from fairlab.data.base import BiasedDataset, check_subsample
 from fairlab.data.mnist import load_mnist
 from fairlab.data.nifr import quantise
 
 PROTOCOLS = ("lff", "kim", "nifr")
 SPLITS = {"lff": ("train", "test"), "kim": ("train", "test"), "nifr": ("representative", "train", "test")}
+# images per split (MNIST's files are md5-checked, so these are known before loading them)
+SPLIT_SIZES = {"train": 60_000, "test": 10_000, "representative": 24_000, "nifr-train": 36_000}
 
 # LfF's ten mean colours (RGB in [0, 1]), from the SiH/LfF brief.
 LFF_COLOURS = torch.tensor([
@@ -99,7 +102,7 @@ def colour_code_index(code: torch.Tensor, bins: int = KIM_CODE_BINS) -> torch.Te
     return levels[:, 0] * bins**2 + levels[:, 1] * bins + levels[:, 2]
 
 
-def _check(protocol, split, bias_conflicting_ratio, colour_std, colour_variance):
+def _check(protocol, split, bias_conflicting_ratio, colour_std, colour_variance, subsample):
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown Coloured MNIST protocol {protocol!r}; choose one of {PROTOCOLS}.")
     if split not in SPLITS[protocol]:
@@ -116,8 +119,12 @@ def _check(protocol, split, bias_conflicting_ratio, colour_std, colour_variance)
             raise ValueError(f"protocol {protocol!r} takes colour_variance (sigma^2), not colour_std.")
         if bias_conflicting_ratio is not None:
             raise ValueError(f"protocol {protocol!r} has no bias_conflicting_ratio; only 'lff' does.")
-        if colour_variance is not None and colour_variance < 0:
-            raise ValueError(f"colour_variance must be >= 0, got {colour_variance}.")
+    size = SPLIT_SIZES["nifr-train" if (protocol, split) == ("nifr", "train") else split]
+    check_subsample(subsample, size, f"cmnist-{protocol}/{split}")
+    for name, value in (("colour_std", colour_std), ("colour_variance", colour_variance)):
+        # "not >= 0" also catches NaN, which would otherwise reach training as a NaN loss
+        if value is not None and not (0 <= value < math.inf):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
 
 
 def coloured_mnist(
@@ -142,11 +149,12 @@ def coloured_mnist(
         colour_std: ``lff`` only, sigma of the per-image colour jitter, default 0.005 (LfF "severity 4").
         colour_variance: ``kim`` (default 0.02) and ``nifr`` (default 0.02): sigma^2 of the colour jitter.
         seed: seeds colour noise (and the nifr split); the same seed gives the same tensors.
-        subsample: keep a random subset of this many images (quick runs); the protocol is applied first.
+        subsample: keep a random subset of this many images (quick runs), at most the split's size; the protocol is
+            applied first.
     """
     if protocol == "lff" and bias_conflicting_ratio is None:
         bias_conflicting_ratio = 0.01
-    _check(protocol, split, bias_conflicting_ratio, colour_std, colour_variance)
+    _check(protocol, split, bias_conflicting_ratio, colour_std, colour_variance, subsample)
     # a different stream per split, so train and test colours are independent draws
     gen = torch.Generator().manual_seed(seed * 1000 + SPLITS[protocol].index(split))
     images, targets = load_mnist("test" if split == "test" else "train", root=root, download=download)

@@ -432,23 +432,36 @@ def run_cmnist(method: str, colour_variance: float, seed: int = 0, *, profile: s
     return result, model, history
 
 
-def sweep_cmnist(profile: str | None = None, device=None, progress: bool | None = None) -> pd.DataFrame:
+def sweep_cmnist(profile: str | None = None, device=None, progress: bool | None = None):
     """cVAE and the raw-data CNN at every colour variance of the profile, cFlow at ``cflow_variances``; every seed.
 
-    One row per run: method, colour_variance, seed, accuracy, hgr, dp, ...
+    Returns ``(runs, models)``: one row per run (method, colour_variance, seed, accuracy, hgr, dp, ...), and the
+    trained generative models of the first seed, keyed by (method, colour_variance), for the figures.
     """
     cfg = settings(profile)
-    rows = []
+    rows, models = [], {}
     for seed in cfg["seeds"]:
         for variance in cfg["variances"]:
             splits = cmnist_splits(variance, seed, profile)
             methods = ["cnn", "cvae"] + (["cflow"] if variance in cfg["cflow_variances"] else [])
             for method in methods:
-                result, _, _ = run_cmnist(method, variance, seed, profile=profile, splits=splits, device=device,
-                                          progress=progress)
+                result, model, _ = run_cmnist(method, variance, seed, profile=profile, splits=splits,
+                                              device=device, progress=progress)
                 result.pop("predictions")
                 rows.append(result)
-    return pd.DataFrame(rows)
+                if model is not None and seed == cfg["seeds"][0]:
+                    models[method, variance] = model
+    return pd.DataFrame(rows), models
+
+
+def signature_grid(model: CFlow | CVAE, data: BiasedDataset, n: int = 10) -> tuple[torch.Tensor, list[str]]:
+    """The chapter's signature figure for the first ``n`` images: rows original | reconstruction | null-sample |
+    bias sample, as one (4n, C, H, W) tensor on the CPU (clamped to [0, 1]) and the row labels."""
+    device = model_device(model)
+    x, s = data.x[:n].to(device), data.s[:n].to(device)
+    rows = [x, reconstruct(model, x, s), null_sample(model, x), bias_sample(model, x, s)]
+    labels = ["original", "reconstruction", "null-sample", "bias sample"]
+    return torch.cat(rows).float().clamp(0, 1).cpu(), labels
 
 
 def published_cmnist() -> pd.DataFrame:

@@ -1,0 +1,81 @@
+"""Time the null-sampling models: training steps per second, seconds, bits per dimension, downstream accuracy.
+
+    python benchmarks/bench_null_sampling.py                              # cFlow, the profile's schedule
+    python benchmarks/bench_null_sampling.py --iterations 500 --bf16      # a short timing run
+    python benchmarks/bench_null_sampling.py --model cvae --epochs 5
+
+Sizes and schedule come from ``null_sampling.settings()`` (``FAIRLAB_PROFILE``; full: 3 levels x 24 blocks x 512,
+26,000 steps of 256); the options override them. ``--downstream-epochs 0`` skips the downstream evaluation.
+Prints one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from fairlab import config
+from fairlab.methods import null_sampling as ns
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("cflow", "cvae"), default="cflow")
+    parser.add_argument("--variance", type=float, default=0.02, help="colour variance")
+    parser.add_argument("--iterations", type=int, default=None, help="cflow steps (default: the profile's)")
+    parser.add_argument("--epochs", type=int, default=None, help="cvae epochs (default: the profile's)")
+    parser.add_argument("--blocks", type=int, default=None, help="cflow blocks per level")
+    parser.add_argument("--width", type=int, default=None, help="cflow coupling width")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the loss")
+    parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--downstream-epochs", type=int, default=None, help="0: skip the downstream classifier")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    cfg = ns.settings()
+    options = dict(cfg[args.model])
+    for key in ("iterations", "epochs", "blocks", "width", "batch_size"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    splits = ns.cmnist_splits(args.variance, args.seed)
+    device = config.device()
+    fit = ns.fit_cflow if args.model == "cflow" else ns.fit_cvae
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model, history = fit(splits["representative"], seed=args.seed, device=device, bf16=args.bf16,
+                         compile=args.compile, channels_last=False if args.no_channels_last else None, **options)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    steps = len(history) * splits["representative"].num_batches(options["batch_size"], drop_last=True)
+    result = {
+        "model": args.model, "device": config.run_info().split(" | ")[2].removeprefix("device="), "profile": config.profile(),
+        "steps": steps, "batch_size": options["batch_size"], "seconds": round(seconds, 1),
+        "steps_per_second": round(steps / seconds, 2), "bf16": args.bf16, "compile": args.compile,
+    }
+    if args.model == "cflow":
+        result.update(levels=options["levels"], blocks=options["blocks"], width=options["width"],
+                      bits_per_dim=round(float(history["bits_per_dim"].iloc[-1]), 4))
+    else:
+        result["reconstruction"] = round(float(history["reconstruction"].iloc[-1]), 2)
+    result["adversary_accuracy"] = round(float(history["adversary_accuracy"].iloc[-1]), 3)
+    downstream = dict(cfg["downstream"])
+    if args.downstream_epochs is not None:
+        downstream["epochs"] = args.downstream_epochs
+    if downstream["epochs"] > 0:
+        start = time.perf_counter()
+        evaluation = ns.evaluate(model, splits["train"], splits["test"], seed=args.seed, device=device,
+                                 bf16=args.bf16, **downstream)
+        result.update(downstream_accuracy=round(evaluation["accuracy"], 4), downstream_hgr=round(evaluation["hgr"], 3),
+                      downstream_seconds=round(time.perf_counter() - start, 1))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

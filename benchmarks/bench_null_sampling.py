@@ -48,8 +48,9 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    model, history = fit(splits["representative"], seed=args.seed, device=device, bf16=args.bf16,
-                         compile=args.compile, channels_last=False if args.no_channels_last else None, **options)
+    options["bf16"] = options.get("bf16", False) or args.bf16
+    model, history = fit(splits["representative"], seed=args.seed, device=device, compile=args.compile,
+                         channels_last=False if args.no_channels_last else None, **options)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -57,7 +58,7 @@ def main() -> None:
     result = {
         "model": args.model, "device": config.run_info().split(" | ")[2].removeprefix("device="), "profile": config.profile(),
         "steps": steps, "batch_size": options["batch_size"], "seconds": round(seconds, 1),
-        "steps_per_second": round(steps / seconds, 2), "bf16": args.bf16, "compile": args.compile,
+        "steps_per_second": round(steps / seconds, 2), "bf16": options["bf16"], "compile": args.compile,
     }
     if args.model == "cflow":
         result.update(levels=options["levels"], blocks=options["blocks"], width=options["width"],
@@ -70,8 +71,9 @@ def main() -> None:
         downstream["epochs"] = args.downstream_epochs
     if downstream["epochs"] > 0:
         start = time.perf_counter()
+        downstream["bf16"] = downstream.get("bf16", False) or args.bf16
         evaluation = ns.evaluate(model, splits["train"], splits["test"], seed=args.seed, device=device,
-                                 bf16=args.bf16, **downstream)
+                                 **downstream)
         result.update(downstream_accuracy=round(evaluation["accuracy"], 4), downstream_hgr=round(evaluation["hgr"], 3),
                       downstream_seconds=round(time.perf_counter() - start, 1))
     print(json.dumps(result))

@@ -660,6 +660,51 @@ def counterfactual_report(generator, model, latents: BiasedDataset,
     return pd.DataFrame(rows).T
 
 
+@torch.no_grad()
+def reconstruction_error(generator: nn.Module,
+                         data: BiasedDataset) -> torch.Tensor:
+    """Per-sample mean squared error of decode(encode(x)) against x:
+    (N,), what every counterfactual inherits from the generator."""
+    device = model_device(generator)
+    errors = []
+    for batch in data.to(device).batches(2048):
+        x_hat = generator.decode(generator.encode(batch.x)[0])
+        errors.append((x_hat - batch.x).pow(2).flatten(1).mean(1))
+    return torch.cat(errors)
+
+
+@torch.no_grad()
+def inversion_error(model: FairLatentSpace,
+                    latents: BiasedDataset) -> float:
+    """max |f^-1(f(z)) - z| over a latent data set."""
+    w = transform(model, latents)
+    z = latents.x.to(w.device)
+    return float((model.inverse(w) - z).abs().max())
+
+
+@torch.no_grad()
+def counterfactual_grid(generator, model: FairLatentSpace,
+                        data: BiasedDataset, latents: BiasedDataset,
+                        n: int = 8) -> tuple[torch.Tensor, list]:
+    """Images for a grid of ``n`` columns and four rows: x, its
+    reconstruction, w_S moved to the other group, w_Y moved to the
+    other class; and a title per image (the reconstruction's squared
+    error on the second row). Returns (images (4n, C, H, W), titles)."""
+    device = model_device(model)
+    z, s = latents.x[:n].to(device), latents.s[:n].to(device)
+    out = counterfactuals(generator, model, z, s)
+    x = data.x[:n].to(device)
+    error = (out["reconstruction"] - x).pow(2).flatten(1).mean(1)
+    images = torch.cat([x, out["reconstruction"], out["flip_s"],
+                        out["move_y"]]).cpu()
+    titles = ([f"s={v} y={u}" for v, u in zip(s.tolist(),
+                                              latents.y[:n].tolist())]
+              + [f"err {e:.3f}" for e in error.tolist()]
+              + [f"s->{1 - v}" for v in s.tolist()]
+              + [f"d->{1 - d}" for d in out["decision"].tolist()])
+    return images, titles
+
+
 def _rate(mask: torch.Tensor) -> float:
     return float(mask.float().mean())
 
@@ -684,34 +729,64 @@ def linear_direction(features: torch.Tensor, labels: torch.Tensor,
     return weight / weight.norm()
 
 
-@torch.no_grad()
-def traversals(generator, model: FairLatentSpace,
-               train_latents: BiasedDataset, z: torch.Tensor,
-               steps=(-3, -2, -1, 0, 1, 2, 3)) -> dict:
-    """Move latents z (B, D) along the label direction, in the original
-    latent and in the fair one; decode.
+STEPS = (-3, -2, -1, 0, 1, 2, 3)
 
-    Original latent: the direction of a linear probe of y on z
-    (trained on the biased training latents), steps in units of the
-    training latents' spread along it. Fair latent: the direction from
-    the class-0 to the class-1 mean of w_Y, the same units. Returns
-    {"original": (T, B, ...), "fair": (T, B, ...), "steps": steps}."""
-    device = model_device(model)
-    z = z.to(device)
-    train_z = train_latents.x.to(device)
+
+@torch.no_grad()
+def traverse_original(generator, train_latents: BiasedDataset,
+                      z: torch.Tensor, steps=STEPS) -> torch.Tensor:
+    """Decode z + t * v for each step t: v the direction a linear probe
+    of y reads in the original latent (trained on the biased training
+    latents), t in units of the training latents' spread along v.
+    (T, B, ...) images or records."""
+    device = model_device(generator)
+    z, train_z = z.to(device), train_latents.x.to(device)
     v = linear_direction(train_z, train_latents.y.to(device))
-    spread_z = (train_z @ v).std()
-    w = model.transform(z)[0]
-    k = model.sizes[0]
+    spread = (train_z @ v).std()
+    return torch.stack([generator.decode(z + t * spread * v)
+                        for t in steps])
+
+
+@torch.no_grad()
+def traverse_fair(generator, model: FairLatentSpace,
+                  train_latents: BiasedDataset, z: torch.Tensor,
+                  steps=STEPS) -> torch.Tensor:
+    """Decode f^-1(w + t * e): e the unit direction from the class-0
+    to the class-1 mean of w_Y (zero on w_S and w_R), the same units
+    as ``traverse_original``. (T, B, ...)."""
+    device = model_device(model)
+    w = model.transform(z.to(device))[0]
     e = torch.zeros(w.shape[1], device=device)
+    k = model.sizes[0]
     e[:k] = model.label_means[1] - model.label_means[0]
     e = e / e.norm()
-    spread_w = (transform(model, train_latents) @ e).std()
-    original = [generator.decode(z + t * spread_z * v) for t in steps]
-    fair = [generator.decode(model.inverse(w + t * spread_w * e))
-            for t in steps]
-    return {"original": torch.stack(original),
-            "fair": torch.stack(fair), "steps": list(steps)}
+    spread = (transform(model, train_latents) @ e).std()
+    return torch.stack([generator.decode(model.inverse(w + t * spread * e))
+                        for t in steps])
+
+
+def traversals(generator, model: FairLatentSpace,
+               train_latents: BiasedDataset, z: torch.Tensor,
+               steps=STEPS) -> dict:
+    """Both traversals of latents z (B, D): {"original": (T, B, ...),
+    "fair": (T, B, ...), "steps": steps}."""
+    return {"original": traverse_original(generator, train_latents, z,
+                                          steps),
+            "fair": traverse_fair(generator, model, train_latents, z,
+                                  steps),
+            "steps": list(steps)}
+
+
+def traversal_grid(paths: dict, n: int = 2):
+    """Images for a grid with one column per step and, for each of the
+    first ``n`` samples, a row in the original latent and one in the
+    fair latent. Returns (images, row labels)."""
+    rows, labels = [], []
+    for i in range(n):
+        for latent in ("original", "fair"):
+            rows.append(paths[latent][:, i])
+            labels.append(f"{latent} latent")
+    return torch.cat(rows).cpu(), labels
 
 
 @torch.no_grad()
@@ -779,6 +854,38 @@ def changed_fields(before: pd.DataFrame,
             moved = after[col] != before[col]
         shares[col] = float(moved.mean())
     return pd.Series(shares, name="share changed")
+
+
+@torch.no_grad()
+def counterfactual_records(generator, model: FairLatentSpace,
+                           latents: BiasedDataset, feature_names,
+                           stats: pd.DataFrame | None = None,
+                           n: int = 1000) -> dict:
+    """Adult counterfactuals as readable records for ``n`` test rows:
+    {"reconstruction", "flip_s", "move_y"} -> DataFrame."""
+    device = model_device(model)
+    z, s = latents.x[:n].to(device), latents.s[:n].to(device)
+    out = counterfactuals(generator, model, z, s)
+    return {kind: records(out[kind], feature_names, stats)
+            for kind in ("reconstruction", "flip_s", "move_y")}
+
+
+def field_changes(tables: dict) -> pd.DataFrame:
+    """Share of records in which each field changes, for the move of
+    w_S and the move of w_Y (against the reconstruction)."""
+    base = tables["reconstruction"]
+    return pd.DataFrame({
+        "move w_S": changed_fields(base, tables["flip_s"]),
+        "move w_Y": changed_fields(base, tables["move_y"]),
+    })
+
+
+def side_by_side(tables: dict, index: int) -> pd.DataFrame:
+    """One record: reconstruction, w_S moved, w_Y moved, as columns."""
+    names = {"reconstruction": "reconstruction",
+             "flip_s": "w_S moved", "move_y": "w_Y moved"}
+    return pd.DataFrame({names[k]: tables[k].iloc[index]
+                         for k in names})
 
 
 # -------------------------------------------------------------------
@@ -855,9 +962,9 @@ def cli_run(args, train: BiasedDataset, test: BiasedDataset):
     settings = chapter_settings(dataset, args.profile)
     size = settings["data"]["train_size"]
     if args.subsample is None and size is not None:
-        train = train.subset(torch.randperm(
-            len(train), generator=torch.Generator().manual_seed(
-                args.seed))[:size])
+        # the profile's training set: the notebook's, and its generator
+        train = load_data(dataset, "train", seed=args.seed,
+                          settings=settings)
     if args.fls_epochs is not None:
         settings["module"]["epochs"] = args.fls_epochs
     run = run_experiment(dataset, seed=args.seed, settings=settings,

@@ -1,0 +1,84 @@
+"""Fair latent space: the cost claim, measured. Seconds to train the
+generator against seconds to train the module, per data set, with the
+x / z / w_Y table of the run (one JSON line per data set and seed).
+
+    python benchmarks/bench_fls.py [--datasets cmnist-binary adult]
+                                   [--seeds 0 1 2]
+
+The generator is trained afresh here (never loaded: the point is its
+training time) and nothing is written to the checkpoint folders. Sizes
+and epochs follow FAIRLAB_PROFILE (``full`` by default: the chapter's
+full profile, for a GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from fairlab import config
+from fairlab.methods import fair_latent_space as fls
+
+
+def bench(dataset: str, seed: int) -> dict:
+    settings = fls.chapter_settings(dataset)
+    device = config.device()
+    start = time.perf_counter()
+    train = fls.load_data(dataset, "train", seed=seed, settings=settings)
+    test = fls.load_data(dataset, "test", seed=seed, settings=settings)
+    load_seconds = time.perf_counter() - start
+    config.seed_everything(0)
+    generator = fls.build_generator(train, settings["generator"])
+    generator_seconds = fls.train_generator(
+        generator, train, settings["generator"], device=device)
+    fls.freeze(generator)
+    train_z = fls.encode(generator, train)
+    test_z = fls.encode(generator, test)
+    module, history, module_seconds = fls.fit_fls(
+        train_z, settings["module"], seed=seed, device=device)
+    sets = {"x": (train, test), "z": (train_z, test_z),
+            "w_Y": (fls.label_part(module, train_z),
+                    fls.label_part(module, test_z))}
+    classifiers = {n: fls.fit_classifier(tr, settings["classifier"],
+                                         seed=seed, device=device)
+                   for n, (tr, _) in sets.items()}
+    table = fls.representation_table(
+        {n: te for n, (_, te) in sets.items()}, classifiers)
+    error = fls.reconstruction_error(generator, test).mean().item()
+    return {
+        "dataset": dataset, "seed": seed, "profile": config.profile(),
+        "device": fls.device_name(device),
+        "train_size": len(train), "test_size": len(test),
+        "generator_epochs": settings["generator"]["epochs"],
+        "module_epochs": settings["module"]["epochs"],
+        "load_seconds": round(load_seconds, 2),
+        "generator_seconds": round(generator_seconds, 2),
+        "module_seconds": round(module_seconds, 2),
+        "module_seconds_per_epoch": round(
+            module_seconds / settings["module"]["epochs"], 3),
+        "reconstruction_mse": round(error, 5),
+        "inversion_error": fls.inversion_error(module, test_z),
+        "table": {r: {c: round(float(v), 4) for c, v in row.items()}
+                  for r, row in table.iterrows()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", nargs="+",
+                        default=["cmnist-binary", "adult"],
+                        choices=fls.DATASETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    args = parser.parse_args()
+    print(config.run_info(), flush=True)
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            print(json.dumps(bench(dataset, seed)), flush=True)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,8 @@
     python benchmarks/mi_search.py --subsample 0 --epochs 10 --colour-variances 0.02 0.03 0.04 --seeds 0 1 2 ...
 
 Each argument is a dict of ``fit_mi_backprop`` options. A line holds the options, the test accuracy per epoch, and
-``mi_backprop.evaluate``'s numbers: the final MINE estimate, the counted floor I(yhat; c) and the accuracy of a
+``mi_backprop.evaluate``'s numbers: the final MINE estimate, the estimate of a statistics network trained afresh
+on the final features (``mi_fresh_estimate``), the counted floor I(yhat; c) and the accuracy of a
 fresh linear probe reading the colour from the test features (chance about 0.1). A setting removes the colour only
 if the probe falls; a setting debiases only if the test accuracy also rises above the ``{"mi_weight": 0}`` line.
 Each line also records what produced it: colour variance, seed, epochs, training and test sizes, device.
@@ -32,6 +33,8 @@ def main() -> None:
     parser.add_argument("--colour-variances", type=float, nargs="+", default=[0.02], help="sigma^2 values")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--device", default=None)
+    parser.add_argument("--fresh-statistics-steps", type=int, default=2000,
+                        help="audit: train a new T on the final frozen features (0: skip)")
     args = parser.parse_args()
 
     device = torch.device(args.device) if args.device else config.device()
@@ -46,12 +49,13 @@ def main() -> None:
                 model, history = mi_backprop.fit_mi_backprop(
                     train, **{"epochs": args.epochs, **options}, test=test, seed=seed, device=device, progress=False,
                 )
-                audit = mi_backprop.evaluate(model, train, test)
-                keep = ("accuracy", "mi_estimate", "mi_floor", "bias_probe_accuracy", "bias_probe_chance")
+                audit = mi_backprop.evaluate(model, train, test, fresh_statistics_steps=args.fresh_statistics_steps)
+                keep = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "mi_estimate", "mi_fresh_estimate",
+                        "mi_floor", "bias_probe_accuracy", "bias_probe_chance")
                 print(json.dumps({
                     "settings": options, "colour_variance": variance, "seed": seed,
                     "epochs": options.get("epochs", args.epochs), "train_size": len(train), "test_size": len(test),
-                    **{key: round(audit[key], 3) for key in keep},
+                    **{key: round(audit[key], 3) for key in keep if key in audit},
                     "test_accuracy_per_epoch": [round(value, 3) for value in history["test_accuracy"]],
                     "seconds": round(time.perf_counter() - start, 1), "device": device_name,
                 }), flush=True)

@@ -230,3 +230,85 @@ def test_clamp_at_zero_ignores_negative_estimates():
     for a, b in zip(baseline.encoder.parameters(), clamped.encoder.parameters()):
         assert torch.allclose(a, b)
     assert any(not torch.allclose(a, b) for a, b in zip(baseline.encoder.parameters(), unclamped.encoder.parameters()))
+
+
+def _encoder_after(data, mi_weight, mi_update, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(data)
+    step = make_mi_step(model, mi_weight=mi_weight, statistics_steps=1, mi_update=mi_update)
+    torch.manual_seed(seed + 1)
+    step(next(data.batches(len(data))))
+    return [p.detach().clone() for p in model.encoder.parameters()]
+
+
+def _adam_step(params, grads, lr):
+    optimizer = torch.optim.Adam(params, lr=lr)
+    for p, g in zip(params, grads):
+        p.grad = g
+    optimizer.step()
+
+
+def test_released_order_takes_the_mi_gradient_at_the_updated_parameters():
+    data, lr, weight = _tabular(), 1e-3, 2.0
+    batch = next(data.batches(len(data)))
+    torch.manual_seed(0)
+    model = build_model(data)
+    enc, task = list(model.encoder.parameters()), list(model.encoder.parameters()) + list(model.classifier.parameters())
+    torch.manual_seed(1)  # the same shuffles of the bias code, drawn in the same order as the step draws them
+    c = model.bias_code(batch.s)
+    first = mi_backprop.objective(model, batch.x, batch.y, c, weight)
+    _adam_step(task, torch.autograd.grad(first["ce"], task), lr)  # 1. the CE step
+    after = mi_backprop.objective(model, batch.x, batch.y, c, weight)  # 2. everything again, at the new parameters
+    ce_after = torch.autograd.grad(after["ce"], enc, retain_graph=True)
+    mi_after = torch.autograd.grad(after["mi"], enc)
+    with torch.no_grad():
+        _adam_step(enc, clip_to_reference(list(mi_after), list(ce_after)), lr * weight)  # 3. the clipped MI step
+    expected = [p.detach() for p in enc]
+    ours = _encoder_after(data, weight, "released")
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b)
+    # and it is a different update from the simultaneous one
+    assert any(not torch.allclose(a, b) for a, b in zip(ours, _encoder_after(data, weight, "simultaneous")))
+
+
+def test_combined_update_is_one_adam_step_on_ce_plus_lambda_clipped_mi():
+    data, lr, weight = _tabular(), 1e-3, 0.5
+    batch = next(data.batches(len(data)))
+    torch.manual_seed(0)
+    model = build_model(data)
+    enc, task = list(model.encoder.parameters()), list(model.encoder.parameters()) + list(model.classifier.parameters())
+    torch.manual_seed(1)
+    terms = mi_backprop.objective(model, batch.x, batch.y, model.bias_code(batch.s), weight)
+    ce = torch.autograd.grad(terms["ce"], task, retain_graph=True)
+    mi = clip_to_reference(list(torch.autograd.grad(terms["mi"], enc)), list(ce[: len(enc)]))
+    with torch.no_grad():
+        _adam_step(task, [g + weight * m for g, m in zip(ce, mi)] + list(ce[len(enc):]), lr)
+    for a, b in zip(_encoder_after(data, weight, "combined"), [p.detach() for p in enc]):
+        torch.testing.assert_close(a, b)
+
+
+def test_unknown_mi_update_is_refused():
+    with pytest.raises(ValueError, match="mi_update"):
+        make_mi_step(build_model(_tabular()), mi_weight=1.0, mi_update="sideways")
+
+
+def test_fresh_statistics_network_finds_the_bias_only_when_it_is_there():
+    data = _tabular(n=2048)
+
+    class Copy(torch.nn.Module):  # features = noise, plus (leak) the mean of x, which is s + N(0, 1/5)
+        def __init__(self, leak):
+            super().__init__()
+            self.leak = leak
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            noise = torch.randn(len(x), 64, generator=torch.Generator().manual_seed(len(x)))
+            return noise + self.leak * 3 * x.mean(1, keepdim=True)
+
+    informative, blind = build_model(data), build_model(data)
+    informative.encoder, blind.encoder = Copy(1.0), Copy(0.0)
+    torch.manual_seed(0)
+    high = mi_backprop.fresh_mi_estimate(informative, data, steps=300)
+    low = mi_backprop.fresh_mi_estimate(blind, data, steps=300)
+    # read on held-out features: a T that only fits noise scores at or below 0 there
+    assert low < 0.05 and 0.2 < high <= math.log(2) + 0.05, (high, low)

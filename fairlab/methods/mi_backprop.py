@@ -33,7 +33,8 @@ from fairlab.train import fit, model_device, predict
 
 __all__ = [
     "MIBackpropModel", "bias_code", "build_model", "clip_to_reference", "fit_mi_backprop", "mi_estimate",
-    "make_mi_step", "objective", "evaluate", "features", "kim_sweep", "prediction_information",
+    "make_mi_step", "objective", "evaluate", "features", "fresh_mi_estimate", "kim_sweep", "prediction_information",
+    "MI_UPDATES",
 ]
 
 
@@ -129,10 +130,14 @@ def clip_to_reference(gradients: list[torch.Tensor], reference: list[torch.Tenso
     return clipped
 
 
+MI_UPDATES = ("simultaneous", "released", "combined")
+
+
 def make_mi_step(
     model: MIBackpropModel, *, mi_weight: float, statistics_steps: int = 5, lr: float = 1e-3,
     statistics_lr: float | None = None, statistics_data: BiasedDataset | None = None,
     statistics_optimizer: torch.optim.Optimizer | None = None, clamp_at_zero: bool = False,
+    mi_update: str = "simultaneous",
 ):
     """One batch of the game: one CE step and one clipped MI step on (f, g), then ``statistics_steps`` steps on T.
 
@@ -144,10 +149,23 @@ def make_mi_step(
     ``clamp_at_zero`` (our option, not the released code's): the encoder is penalised by max(I_hat, 0). A negative
     estimate says nothing about the information (the true value is >= 0): it is a T that lags behind, and
     descending it further teaches the encoder only to exploit T (the value can be driven to minus infinity).
-    A difference from the released code, for speed: the CE and MI gradients come from one forward pass, taken at the
-    same parameters before either optimiser moves them. Nothing here reads a tensor back to the host: on a GPU a
-    step is queued without waiting.
+
+    ``mi_update`` chooses how the two encoder gradients are applied:
+
+    - ``"simultaneous"`` (default, for speed): the CE and MI gradients come from one forward pass, at the same
+      parameters, before either optimiser moves them; each goes to its own Adam (the MI one at rate lr * lambda).
+    - ``"released"``: the released code's order. The CE step is taken first; then a second forward pass at the
+      *updated* parameters gives the MI gradient and the CE gradient it is clipped to; the MI step follows; T's k
+      steps then see the features of the encoder after both steps.
+    - ``"combined"`` (our option): one Adam on g_CE + lambda * clip(g_MI). Adam divides each coordinate's step by
+      the running size of its gradients, so with *two* Adams the MI step has size about lr * lambda per weight
+      however small the clipped gradient is: the clipping only reverses nothing and shrinks nothing. In one
+      combined gradient the clipping does act: the penalty can at most match the task's gradient, tensor by tensor.
+
+    Nothing here reads a tensor back to the host: on a GPU a step is queued without waiting.
     """
+    if mi_update not in MI_UPDATES:
+        raise ValueError(f"mi_update must be one of {MI_UPDATES}, got {mi_update!r}.")
     if statistics_steps < 1:
         raise ValueError(f"statistics_steps must be >= 1, got {statistics_steps}.")
     if mi_weight < 0:
@@ -156,21 +174,40 @@ def make_mi_step(
     task_params = encoder_params + list(model.classifier.parameters())
     task_optimizer = torch.optim.Adam(task_params, lr=lr)
     # lambda enters as the MI optimiser's learning rate, as in the released code (Adam would undo a loss scale)
-    mi_optimizer = torch.optim.Adam(encoder_params, lr=lr * mi_weight) if mi_weight > 0 else None
+    separate = mi_weight > 0 and mi_update != "combined"
+    mi_optimizer = torch.optim.Adam(encoder_params, lr=lr * mi_weight) if separate else None
     if statistics_optimizer is None:
         statistics_optimizer = torch.optim.Adam(model.statistics.parameters(), lr=statistics_lr or lr)
+
+    def clipped_mi_gradients(terms: dict, ce_grads) -> list[torch.Tensor]:
+        # only the encoder's gradient is asked for: the MI term must not train T towards *less* information
+        penalty = terms["mi"].clamp_min(0) if clamp_at_zero else terms["mi"]
+        mi_grads = torch.autograd.grad(penalty, encoder_params, retain_graph=True)
+        return clip_to_reference(list(mi_grads), list(ce_grads[: len(encoder_params)]))
+
+    def apply(optimizer: torch.optim.Optimizer, params, grads) -> None:
+        for param, grad in zip(params, grads):
+            param.grad = grad
+        optimizer.step()
 
     def step(batch: Batch) -> dict:
         c = model.bias_code(batch.s)
         terms = objective(model, batch.x, batch.y, c, mi_weight)
-        ce_grads = torch.autograd.grad(terms["ce"], task_params, retain_graph=True)
-        if mi_optimizer is not None:
-            # only the encoder's gradient is asked for: the MI term must not train T towards *less* information
-            penalty = terms["mi"].clamp_min(0) if clamp_at_zero else terms["mi"]
-            mi_grads = torch.autograd.grad(penalty, encoder_params, retain_graph=True)
-            mi_grads = clip_to_reference(list(mi_grads), list(ce_grads[: len(encoder_params)]))
+        ce_grads = torch.autograd.grad(terms["ce"], task_params, retain_graph=mi_weight > 0)
+        mi_grads = None
+        if mi_weight > 0 and mi_update == "released":
+            apply(task_optimizer, task_params, ce_grads)  # the CE step first ...
+            after = objective(model, batch.x, batch.y, c, mi_weight)  # ... then everything at the new parameters
+            after_ce = torch.autograd.grad(after["ce"], encoder_params, retain_graph=True)
+            apply(mi_optimizer, encoder_params, clipped_mi_gradients(after, after_ce))
+            with torch.no_grad():
+                z = model.encoder(batch.x)  # T trains on the features of the encoder it will face
+        else:
+            if mi_weight > 0:
+                mi_grads = clipped_mi_gradients(terms, ce_grads)
+            z = terms["z"].detach()
         # T climbs the bound on detached features: its ascent must not move the encoder
-        z, y = terms["z"].detach(), batch.y
+        y = batch.y
         for _ in range(statistics_steps):
             if statistics_data is not None:
                 index = torch.randint(len(statistics_data), (len(batch.y),), device=statistics_data.device)
@@ -181,13 +218,15 @@ def make_mi_step(
             statistics_optimizer.zero_grad(set_to_none=True)
             (-estimate).backward()
             statistics_optimizer.step()
-        for param, grad in zip(task_params, ce_grads):
-            param.grad = grad
-        task_optimizer.step()
-        if mi_optimizer is not None:
-            for param, grad in zip(encoder_params, mi_grads):
-                param.grad = grad
-            mi_optimizer.step()
+        if mi_grads is not None and mi_update == "combined":
+            n = len(encoder_params)
+            combined = [g + mi_weight * m for g, m in zip(ce_grads[:n], mi_grads)] + list(ce_grads[n:])
+            apply(task_optimizer, task_params, combined)
+        elif mi_grads is not None:  # simultaneous: both gradients were taken before either step
+            apply(task_optimizer, task_params, ce_grads)
+            apply(mi_optimizer, encoder_params, mi_grads)
+        elif not (mi_weight > 0 and mi_update == "released"):  # lambda = 0: the plain CE step
+            apply(task_optimizer, task_params, ce_grads)
         return {key: terms[key].detach() for key in ("loss", "ce", "mi", "accuracy")}
 
     return step
@@ -240,6 +279,7 @@ def fit_mi_backprop(
     fresh_statistics_batches: bool = False,
     statistics_pass_every_epoch: bool = False,
     clamp_at_zero: bool = False,
+    mi_update: str = "simultaneous",
     test: BiasedDataset | None = None,
     seed: int = 0,
     device=None,
@@ -250,7 +290,8 @@ def fit_mi_backprop(
     ``warmup_epochs`` passes of T-only updates come first; ``statistics_pass_every_epoch`` adds one before every
     later epoch and ``fresh_statistics_batches`` gives T's k steps fresh batches (together, the released code's T
     schedule; see ``make_mi_step``). ``conditional`` penalises I(z; c | y) instead of I(z; c) and ``clamp_at_zero``
-    penalises max(I_hat, 0): both our options, not the paper's. With ``test``, the history also records the test
+    penalises max(I_hat, 0): both our options, not the paper's. ``mi_update``: see ``make_mi_step``
+    (``"released"`` with lr 1e-4, ``statistics_steps`` up to 40 and both T options is the released schedule). With ``test``, the history also records the test
     accuracy after each epoch, for the training curves only: nothing is selected on it.
     Defaults: the brief's batch 128, but lr 1e-3 rather than the released 1e-4 (a course run has tens of epochs, not
     hundreds).
@@ -275,7 +316,7 @@ def fit_mi_backprop(
     step = make_mi_step(
         model, mi_weight=mi_weight, statistics_steps=statistics_steps, lr=lr,
         statistics_data=train if fresh_statistics_batches else None, statistics_optimizer=statistics_optimizer,
-        clamp_at_zero=clamp_at_zero,
+        clamp_at_zero=clamp_at_zero, mi_update=mi_update,
     )
     history = fit(model, train, step, epochs=epochs, validate=validate,
                   on_epoch_end=statistics_pass if statistics_pass_every_epoch else None,
@@ -306,7 +347,48 @@ def prediction_information(model: MIBackpropModel, data: BiasedDataset) -> float
     return metrics.discrete_mutual_information(predict(model, data), codes)
 
 
-def evaluate(model: MIBackpropModel, train: BiasedDataset, test: BiasedDataset) -> dict:
+def fresh_mi_estimate(model: MIBackpropModel, data: BiasedDataset, *, steps: int = 2000, batch_size: int = 512,
+                      lr: float = 1e-3, seed: int = 0) -> float:
+    """I_hat(z; c) from a *new* statistics network trained on the frozen features of ``data``.
+
+    The training-time T chases an encoder that moves under it; this one gets the final features and ``steps`` Adam
+    steps to itself (random batches of one half of ``data``, cosine-decayed rate) and is read on the *other* half,
+    so that it cannot score by memorising samples. If it finds much more than the training-time T, that T was
+    lagging (or fooled), and its estimate says little about the features.
+    """
+    device = model_device(model)
+    on_device = data.to(device)
+    z = features(model, on_device).detach()  # (N, z_dim), frozen
+    c, y = model.bias_code(on_device.s), on_device.y
+    generator = torch.Generator(device=device).manual_seed(seed)
+    order = torch.randperm(len(z), device=device, generator=generator)
+    fit_rows, read_rows = order[: len(z) // 2], order[len(z) // 2 :]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        fresh = MINE(model.statistics.x_dim, model.statistics.z_dim).to(device)
+        optimizer = torch.optim.Adam(fresh.parameters(), lr=lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+        size = min(batch_size, len(fit_rows))
+
+        def estimate_on(rows: torch.Tensor) -> torch.Tensor:
+            return fresh(c[rows], z[rows], shuffle_within(y[rows]) if model.conditional else None)
+
+        with torch.enable_grad():
+            for _ in range(steps):
+                rows = fit_rows[torch.randint(len(fit_rows), (size,), device=device, generator=generator)]
+                estimate = estimate_on(rows)
+                optimizer.zero_grad(set_to_none=True)
+                (-estimate).backward()
+                optimizer.step()
+                schedule.step()
+        with torch.no_grad():
+            chunk = min(1024, len(read_rows))
+            values = [estimate_on(read_rows[i : i + chunk]) for i in range(0, len(read_rows) - chunk + 1, chunk)]
+    return float(torch.stack(values).mean())
+
+
+def evaluate(model: MIBackpropModel, train: BiasedDataset, test: BiasedDataset, *, fresh_statistics_steps: int = 0
+             ) -> dict:
     """Test metrics (``fairlab.metrics.summary``), the final MI estimate on the training set, and two audits.
 
     ``mi_floor`` is ``prediction_information`` on the training set, what the MI estimate cannot honestly fall
@@ -314,6 +396,8 @@ def evaluate(model: MIBackpropModel, train: BiasedDataset, test: BiasedDataset) 
     linear classifier trained to read the bias group from the *test* features. It answers what the training-time
     adversary cannot: is the bias still in z? On Kim's test set the colour is drawn independently of the digit, so
     whatever the probe finds above chance is colour information, not the label leaking through.
+    With ``fresh_statistics_steps`` > 0, ``mi_fresh_estimate`` is ``fresh_mi_estimate`` on the training set: the
+    estimate of a statistics network trained afresh on the final, frozen features.
     """
     test = test.to(model_device(model))
     result = metrics.summary(test.y, predict(model, test), sensitive_features=test.group, aligned=test.aligned)
@@ -321,6 +405,8 @@ def evaluate(model: MIBackpropModel, train: BiasedDataset, test: BiasedDataset) 
     result["mi_floor"] = prediction_information(model, train)
     probe = metrics.probe_accuracy(features(model, test), test.group)
     result.update(bias_probe_accuracy=probe["accuracy"], bias_probe_chance=probe["chance"])
+    if fresh_statistics_steps:
+        result["mi_fresh_estimate"] = fresh_mi_estimate(model, train, steps=fresh_statistics_steps)
     return result
 
 
@@ -362,6 +448,9 @@ def add_cli_arguments(parser) -> None:
                         help="a T-only pass before every epoch (the released code), not only before the first")
     parser.add_argument("--clamp-at-zero", action="store_true",
                         help="penalise max(I_hat, 0): negative estimates give the encoder no gradient (our option)")
+    parser.add_argument("--mi-update", choices=MI_UPDATES, default="simultaneous",
+                        help="released: the released code's order (CE step, then MI at the new parameters); "
+                        "combined: one Adam on g_CE + lambda * clip(g_MI) (our option)")
     parser.add_argument("--conditional", action="store_true",
                         help="penalise I(z; c | y) instead of I(z; c) (our extension, not the paper's)")
 
@@ -374,7 +463,7 @@ def cli_run(args, train: BiasedDataset, test: BiasedDataset):
         statistics_lr=args.statistics_lr, conditional=args.conditional,
         fresh_statistics_batches=args.fresh_statistics_batches,
         statistics_pass_every_epoch=args.statistics_pass_every_epoch, clamp_at_zero=args.clamp_at_zero,
-        seed=args.seed,
+        mi_update=args.mi_update, seed=args.seed,
     )
     predictions = predict(model, test)
     extras = {

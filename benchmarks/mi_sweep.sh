@@ -4,6 +4,7 @@
 # are then wall-clock under that sharing, not a single-run speed.
 #
 #   benchmarks/mi_sweep.sh OUT.jsonl EPOCHS [SETTING_JSON ...]
+# MI_SWEEP_LIMIT=seconds stops every run still going after that long (its line is then missing from OUT).
 set -uo pipefail
 out=${1:?output .jsonl}; epochs=${2:?epochs}; shift 2
 settings=("$@")
@@ -17,7 +18,7 @@ tmp=$(mktemp -d)
 for variance in 0.02 0.03 0.04; do
   for seed in 0 1 2; do
     for i in "${!settings[@]}"; do
-      python3 benchmarks/mi_search.py --subsample 0 --test-subsample 0 --epochs "$epochs" \
+      timeout "${MI_SWEEP_LIMIT:-0}" python3 benchmarks/mi_search.py --subsample 0 --test-subsample 0 --epochs "$epochs" \
         --colour-variances "$variance" --seeds "$seed" "${settings[$i]}" > "$tmp/$variance-$seed-$i.jsonl" 2>&1 &
     done
   done

@@ -213,3 +213,23 @@ def test_compare_methods_table_and_stacking_in_groups():
     alone, _ = compare_methods((0.05,), (0, 1), max_stacked=1, **kwargs)
     deterministic = runs.method != "sih"
     assert runs[deterministic].accuracy.tolist() == pytest.approx(alone[deterministic].accuracy.tolist(), abs=2e-4)
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_chapter_settings_are_the_protocol_the_cli_and_margins_use(profile, monkeypatch):
+    # chapter 4's settings cell must stay the protocol that sih.chapter_protocol hands the CLI and quick_margins.py
+    import json as _json
+    from pathlib import Path
+
+    import fairlab
+    from fairlab.methods.sih import chapter_protocol
+
+    cells = _json.loads((Path(__file__).parents[1] / "notebooks" / "04_signal_is_harder.ipynb").read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith("RATIOS ="))
+    monkeypatch.setenv("FAIRLAB_PROFILE", profile)
+    scope = {"fairlab": fairlab}
+    exec(source, scope)
+    protocol = chapter_protocol(profile)
+    assert scope["RATIOS"] == protocol["ratios"] and scope["SEEDS"] == protocol["seeds"]
+    assert scope["SUBSAMPLE"] == protocol["subsample"]
+    assert scope["EPOCHS"] == {k: protocol[k] for k in ("vanilla_epochs", "lff_epochs", "sih_epochs")}

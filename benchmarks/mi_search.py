@@ -2,7 +2,8 @@
 
     FAIRLAB_DATA=... python benchmarks/mi_search.py --subsample 10000 --epochs 5 \
         '{"mi_weight": 0}' '{"mi_weight": 1}' '{"mi_weight": 1, "conditional": true, "statistics_steps": 20}'
-    python benchmarks/mi_search.py --subsample 0 --epochs 10 --colour-variances 0.02 0.03 0.04 --seeds 0 1 2 ...
+    python benchmarks/mi_search.py '{"mi_weight": 0}' --subsample 0 --epochs 10 --colour-variances 0.02 0.03 --seeds 0 1
+    (the settings go before the options that take several values)
 
 Each argument is a dict of ``fit_mi_backprop`` options. A line holds the options, the test accuracy per epoch, and
 ``mi_backprop.evaluate``'s numbers: the final MINE estimate, the estimate of a statistics network trained afresh

@@ -18,8 +18,8 @@ tmp=$(mktemp -d)
 for variance in 0.02 0.03 0.04; do
   for seed in 0 1 2; do
     for i in "${!settings[@]}"; do
-      timeout "${MI_SWEEP_LIMIT:-0}" python3 benchmarks/mi_search.py --subsample 0 --test-subsample 0 --epochs "$epochs" \
-        --colour-variances "$variance" --seeds "$seed" "${settings[$i]}" > "$tmp/$variance-$seed-$i.jsonl" 2>&1 &
+      timeout "${MI_SWEEP_LIMIT:-0}" python3 benchmarks/mi_search.py "${settings[$i]}" --subsample 0 \
+        --test-subsample 0 --epochs "$epochs" --colour-variances "$variance" --seeds "$seed" > "$tmp/$variance-$seed-$i.jsonl" 2>&1 &
     done
   done
 done

@@ -130,6 +130,25 @@ def test_evaluate_on_raw_data_reports_group_metrics():
     assert len(result["predictions"]) == 40
 
 
+def test_sweep_uses_the_splits_it_is_given(monkeypatch):
+    # the chapter passes the splits it has already built; only the missing ones are built
+    cfg = ns.settings("quick")
+    given = {(cfg["variances"][0], cfg["seeds"][0]): {"name": "given"}}
+    built, used = [], []
+    monkeypatch.setattr(ns, "cmnist_splits", lambda v, seed, profile: built.append((v, seed)) or {"name": "built"})
+
+    def fake_run(method, variance, seed, *, splits, **_):
+        used.append((method, variance, splits["name"]))
+        return {"predictions": None, "method": method, "colour_variance": variance, "seed": seed}, None, None
+
+    monkeypatch.setattr(ns, "run_cmnist", fake_run)
+    runs, _ = ns.sweep_cmnist("quick", splits=given)
+    assert (cfg["variances"][0], cfg["seeds"][0]) not in built
+    assert len(built) == len(cfg["seeds"]) * len(cfg["variances"]) - 1
+    assert {name for _, v, name in used if v == cfg["variances"][0]} == {"given"}
+    assert len(runs) == len(used)
+
+
 def test_settings_cover_both_profiles():
     for profile in ("quick", "full"):
         cfg = ns.settings(profile)

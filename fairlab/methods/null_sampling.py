@@ -434,20 +434,25 @@ def run_cmnist(method: str, colour_variance: float, seed: int = 0, *, profile: s
     return result, model, history
 
 
-def sweep_cmnist(profile: str | None = None, device=None, progress: bool | None = None):
+def sweep_cmnist(profile: str | None = None, device=None, progress: bool | None = None,
+                 splits: dict | None = None):
     """cVAE and the raw-data CNN at every colour variance of the profile, cFlow at ``cflow_variances``; every seed.
+
+    ``splits``: splits already built with ``cmnist_splits``, keyed by ``(colour_variance, seed)``; they are used
+    instead of building them again (building the three splits takes a while on a CPU).
 
     Returns ``(runs, models)``: one row per run (method, colour_variance, seed, accuracy, hgr, dp, ...), and the
     trained generative models of the first seed, keyed by (method, colour_variance), for the figures.
     """
     cfg = settings(profile)
     rows, models = [], {}
+    known = splits or {}
     for seed in cfg["seeds"]:
         for variance in cfg["variances"]:
-            splits = cmnist_splits(variance, seed, profile)
+            variance_splits = known.get((variance, seed)) or cmnist_splits(variance, seed, profile)
             methods = ["cnn", "cvae"] + (["cflow"] if variance in cfg["cflow_variances"] else [])
             for method in methods:
-                result, model, _ = run_cmnist(method, variance, seed, profile=profile, splits=splits,
+                result, model, _ = run_cmnist(method, variance, seed, profile=profile, splits=variance_splits,
                                               device=device, progress=progress)
                 result.pop("predictions")
                 rows.append(result)

@@ -91,7 +91,7 @@ def chapter_settings(dataset: str, profile: str | None = None) -> dict:
               "adversary_width": 64, "adversaries": 2,
               "mean_distance": 4.0, "independence_weight": 1.0,
               "redistribution_weight": 1.0,
-              "epochs": pick(12, 40), "batch_size": pick(256, 512),
+              "epochs": pick(12, 40), "batch_size": pick(256, 2048),
               "lr": 3e-3}
     if dataset == "cmnist-binary":
         return {
@@ -101,7 +101,7 @@ def chapter_settings(dataset: str, profile: str | None = None) -> dict:
             "generator": {"latent_dim": 16, "channels": [16, 32],
                           "hidden": 128, "beta": 1.0,
                           "epochs": pick(5, 40),
-                          "batch_size": pick(128, 256), "lr": 5e-3},
+                          "batch_size": pick(64, 256), "lr": 2e-3},
             "module": module, "classifier": classifier, "judge": judge,
         }
     if dataset == "adult":
@@ -110,7 +110,7 @@ def chapter_settings(dataset: str, profile: str | None = None) -> dict:
             "generator": {"latent_dim": 10, "hidden": [128, 128],
                           "beta": 1.0, "epochs": pick(5, 40),
                           "batch_size": 256, "lr": 1e-3},
-            "module": {**module, "epochs": pick(5, 30)},
+            "module": {**module, "epochs": pick(5, 60)},
             "classifier": classifier, "judge": judge,
         }
     return {  # celeba, 64x64

@@ -101,7 +101,8 @@ def chapter_settings(dataset: str, profile: str | None = None) -> dict:
             "generator": {"latent_dim": 16, "channels": [16, 32],
                           "hidden": 128, "beta": 1.0,
                           "epochs": pick(5, 40),
-                          "batch_size": pick(64, 256), "lr": 2e-3},
+                          "batch_size": pick(64, 256),
+                          "lr": pick(2e-3, 5e-3)},
             "module": module, "classifier": classifier, "judge": judge,
         }
     if dataset == "adult":

@@ -20,13 +20,14 @@ import os
 import sys
 import time
 
-DATASETS = ("cmnist-lff", "cmnist-kim", "cmnist-nifr", "adult")
+DATASETS = ("cmnist-lff", "cmnist-kim", "cmnist-nifr", "cmnist-binary", "adult")
 # the data sets that take each data-set option: given to another data set, an option is an error, never ignored
 DATASET_OPTIONS = {
     "bias_conflicting_ratio": ("cmnist-lff",),
     "colour_std": ("cmnist-lff",),
     "colour_variance": ("cmnist-kim", "cmnist-nifr"),
     "eta": ("adult",),
+    "correlation": ("cmnist-binary",),
 }
 
 
@@ -62,8 +63,13 @@ def check_options(args) -> None:
 
 def load_datasets(args):
     """(train, test) for the command line's data-set arguments."""
-    from fairlab.data import adult, coloured_mnist
+    from fairlab.data import adult, binary_coloured_mnist, coloured_mnist
 
+    if args.dataset == "cmnist-binary":
+        # y = digit >= 5, s = one of two colours, P(s = y) = --correlation in both splits
+        correlation = 0.9 if args.correlation is None else args.correlation
+        return (binary_coloured_mnist("train", correlation=correlation, seed=args.seed, subsample=args.subsample),
+                binary_coloured_mnist("test", correlation=correlation, seed=args.seed))
     if args.dataset == "adult":
         if args.eta is None:
             return adult("train", seed=args.seed, subsample=args.subsample), adult("test", seed=args.seed)
@@ -100,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--colour-std", type=float, default=None, help="colour jitter sigma, cmnist-lff only")
         sub.add_argument("--colour-variance", type=float, default=None, help="sigma^2, cmnist-kim / cmnist-nifr")
         sub.add_argument("--eta", type=float, default=None, help="Adult: use the null-sampling protocol with this eta")
+        sub.add_argument("--correlation", type=float, default=None,
+                         help="P(s = y), cmnist-binary only (default 0.9)")
         sub.add_argument("--subsample", type=_positive_int, default=None,
                          help="train on a random subset of this size")
         sub.add_argument("--seed", type=int, default=0)

@@ -279,3 +279,18 @@ def test_binary_coloured_mnist_counts_are_exact():
     again = binary_coloured_mnist("test", correlation=0.8,
                                   subsample=1000)
     assert torch.equal(again.x, data.x)
+
+
+def test_cli_knows_fls_and_the_binary_data_set():
+    from fairlab.cli import build_parser, check_options
+
+    args = build_parser().parse_args(
+        ["run", "fls", "--dataset", "cmnist-binary", "--correlation",
+         "0.8", "--seed", "3"])
+    assert args.module is fls and args.correlation == 0.8
+    check_options(args)
+    wrong = build_parser().parse_args(
+        ["run", "fls", "--dataset", "adult", "--correlation", "0.8"])
+    with pytest.raises(ValueError, match="correlation"):
+        check_options(wrong)
+

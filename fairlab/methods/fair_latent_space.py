@@ -961,6 +961,8 @@ def cli_run(args, train: BiasedDataset, test: BiasedDataset):
     if dataset not in DATASETS:
         raise SystemExit(f"fls runs on {DATASETS}, not {dataset!r}.")
     settings = chapter_settings(dataset, args.profile)
+    if getattr(args, "correlation", None) is not None:
+        settings["data"]["correlation"] = args.correlation
     size = settings["data"]["train_size"]
     if args.subsample is None and size is not None:
         # the profile's training set: the notebook's, and its generator

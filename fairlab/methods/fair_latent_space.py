@@ -111,7 +111,7 @@ def chapter_settings(dataset: str, profile: str | None = None) -> dict:
             "generator": {"latent_dim": 10, "hidden": [128, 128],
                           "beta": 1.0, "epochs": pick(5, 40),
                           "batch_size": 256, "lr": 1e-3},
-            "module": {**module, "epochs": pick(5, 60)},
+            "module": {**module, "epochs": pick(10, 60)},
             "classifier": classifier, "judge": judge,
         }
     return {  # celeba, 64x64

@@ -710,39 +710,21 @@ def _rate(mask: torch.Tensor) -> float:
     return float(mask.float().mean())
 
 
-def linear_direction(features: torch.Tensor, labels: torch.Tensor,
-                     steps: int = 300, lr: float = 0.05):
-    """The unit weight vector of a logistic regression of ``labels`` on
-    ``features`` (N, D): the direction a linear probe reads the label
-    along."""
-    torch.manual_seed(0)
-    probe = nn.Linear(features.shape[1], 1).to(features.device)
-    optimizer = torch.optim.Adam(probe.parameters(), lr=lr)
-    target = labels.float()
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = F.binary_cross_entropy_with_logits(
-                probe(features).squeeze(1), target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    weight = probe.weight.detach().squeeze(0)
-    return weight / weight.norm()
-
-
-STEPS = (-3, -2, -1, 0, 1, 2, 3)
+STEPS = (-2, -1, 0, 1, 2)
 
 
 @torch.no_grad()
 def traverse_original(generator, train_latents: BiasedDataset,
                       z: torch.Tensor, steps=STEPS) -> torch.Tensor:
-    """Decode z + t * v for each step t: v the direction a linear probe
-    of y reads in the original latent (trained on the biased training
-    latents), t in units of the training latents' spread along v.
-    (T, B, ...) images or records."""
+    """Decode z + t * v for each step t: v the label direction of the
+    original latent, from the class-0 to the class-1 mean of the
+    (biased) training latents; t in units of the training latents'
+    spread along v. (T, B, ...) images or records."""
     device = model_device(generator)
     z, train_z = z.to(device), train_latents.x.to(device)
-    v = linear_direction(train_z, train_latents.y.to(device))
+    y = train_latents.y.to(device)
+    v = train_z[y == 1].mean(0) - train_z[y == 0].mean(0)
+    v = v / v.norm()
     spread = (train_z @ v).std()
     return torch.stack([generator.decode(z + t * spread * v)
                         for t in steps])

@@ -7,7 +7,7 @@
 | ``FAIRLAB_DEVICE``  | ``cpu``, ``cuda``, ``cuda:1``, ...              | CUDA if available, else CPU              |
 | ``FAIRLAB_PROGRESS`` | ``0`` turns progress bars off                  | on                                       |
 | ``FAIRLAB_DEBUG``    | ``1``: the command line shows tracebacks        | off                                      |
-| ``FAIRLAB_CHECKPOINTS`` | folder for trained weights (generators) | ``<data root>/checkpoints`` if writable, else ``<user cache>/fairlab/checkpoints`` |
+| ``FAIRLAB_CHECKPOINTS`` | folder trained weights (generators) are written to | ``<user cache>/fairlab/checkpoints`` (``<data root>/checkpoints`` is read, never written) |
 
 Everything else in the package asks this module; nothing else touches ``os.environ``.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fairlab.errors import DeviceError
+from fairlab.errors import CheckpointFolderError, DeviceError
 
 PROFILES = ("quick", "full")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -61,19 +61,17 @@ def _writable(folder: Path) -> bool:
 
 
 def checkpoint_root() -> Path:
-    """The folder new checkpoints are written to: ``FAIRLAB_CHECKPOINTS`` when set (it must be writable), else the
-    first writable of ``<data root>/checkpoints`` and ``<user cache>/fairlab/checkpoints``. A read-only data root
-    (a course's shared folder) is never written into."""
+    """The folder new checkpoints are written to: ``FAIRLAB_CHECKPOINTS`` when set, else
+    ``<user cache>/fairlab/checkpoints``. The data root is only ever read: it may be a course's shared, read-only
+    folder, and a process running as root would be *allowed* to write there, so permissions cannot be the test."""
     env = os.environ.get("FAIRLAB_CHECKPOINTS")
-    candidates = [Path(env).expanduser()] if env else checkpoint_folders()
-    for folder in candidates:
-        if _writable(folder):
-            return folder
-    tried = ", ".join(str(f) for f in candidates)
-    raise PermissionError(
-        f"No writable folder for checkpoints (tried {tried}); a read-only data root is never written into. "
-        "Set FAIRLAB_CHECKPOINTS to a folder you can write to."
-    )
+    folder = Path(env).expanduser() if env else _user_cache() / "checkpoints"
+    if not _writable(folder):
+        raise CheckpointFolderError(
+            f"Cannot write checkpoints to {folder}. Set FAIRLAB_CHECKPOINTS to a folder you can write to "
+            "(the data root is never written into)."
+        )
+    return folder
 
 
 def profile() -> str:

@@ -9,6 +9,7 @@ check raises) as one line, ``fairlab: error: ...``, and shows the traceback only
 - ``NonFiniteLossError`` (a ``FloatingPointError``): training diverged (a NaN/inf loss, validation loss, weight or
   model output).
 - ``DeviceError`` (a ``RuntimeError``): the requested device does not exist on this machine.
+- ``CheckpointFolderError`` (a ``PermissionError``): no folder fairlab may write trained weights to.
 """
 
 
@@ -26,3 +27,7 @@ class NonFiniteLossError(FairlabError, FloatingPointError):
 
 class DeviceError(FairlabError, RuntimeError):
     """The requested device (``FAIRLAB_DEVICE`` or ``--device``) is not usable on this machine."""
+
+
+class CheckpointFolderError(FairlabError, PermissionError):
+    """No folder fairlab may write checkpoints to (``FAIRLAB_CHECKPOINTS`` or the user cache)."""

@@ -183,24 +183,23 @@ def test_generator_checkpoint_round_trips_and_is_refused(
                            first.path)
 
 
-def test_checkpoints_go_elsewhere_when_the_data_root_is_read_only(
-        tmp_path, monkeypatch):
+def test_checkpoints_are_never_written_into_the_data_root(tmp_path, monkeypatch):
     from fairlab import config
+    from fairlab.errors import FairlabError
 
     data_root, cache = tmp_path / "data", tmp_path / "cache"
     data_root.mkdir()
     monkeypatch.setenv("FAIRLAB_DATA", str(data_root))
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.delenv("FAIRLAB_CHECKPOINTS", raising=False)
-    assert config.checkpoint_root() == data_root / "checkpoints"
-    monkeypatch.setattr(
-        config, "_writable",
-        lambda folder: not folder.is_relative_to(data_root))
+    # even a writable data root (or one a root process may write) is only read
     assert config.checkpoint_root() == cache / "fairlab" / "checkpoints"
-    # a shipped (read-only) checkpoint is still found first
+    # a shipped checkpoint in the data root is still found first
     assert config.checkpoint_folders()[0] == data_root / "checkpoints"
+    monkeypatch.setenv("FAIRLAB_CHECKPOINTS", str(tmp_path / "mine"))
+    assert config.checkpoint_root() == tmp_path / "mine"
     monkeypatch.setattr(config, "_writable", lambda folder: False)
-    with pytest.raises(PermissionError, match="FAIRLAB_CHECKPOINTS"):
+    with pytest.raises(FairlabError, match="FAIRLAB_CHECKPOINTS"):
         config.checkpoint_root()
 
 

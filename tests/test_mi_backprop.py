@@ -248,13 +248,20 @@ def _adam_step(params, grads, lr):
     optimizer.step()
 
 
-def test_released_order_takes_the_mi_gradient_at_the_updated_parameters():
-    data, lr, weight = _tabular(), 1e-3, 2.0
+def _replica(data):
+    """The model _encoder_after starts from, its full batch, its encoder and task parameters; the RNG then set as
+    the step sets it, so the shuffles of the bias code are drawn in the same order."""
     batch = next(data.batches(len(data)))
     torch.manual_seed(0)
     model = build_model(data)
-    enc, task = list(model.encoder.parameters()), list(model.encoder.parameters()) + list(model.classifier.parameters())
-    torch.manual_seed(1)  # the same shuffles of the bias code, drawn in the same order as the step draws them
+    enc = list(model.encoder.parameters())
+    torch.manual_seed(1)
+    return model, batch, enc, enc + list(model.classifier.parameters())
+
+
+def test_released_order_takes_the_mi_gradient_at_the_updated_parameters():
+    data, lr, weight = _tabular(), 1e-3, 2.0
+    model, batch, enc, task = _replica(data)
     c = model.bias_code(batch.s)
     first = mi_backprop.objective(model, batch.x, batch.y, c, weight)
     _adam_step(task, torch.autograd.grad(first["ce"], task), lr)  # 1. the CE step
@@ -273,11 +280,7 @@ def test_released_order_takes_the_mi_gradient_at_the_updated_parameters():
 
 def test_combined_update_is_one_adam_step_on_ce_plus_lambda_clipped_mi():
     data, lr, weight = _tabular(), 1e-3, 0.5
-    batch = next(data.batches(len(data)))
-    torch.manual_seed(0)
-    model = build_model(data)
-    enc, task = list(model.encoder.parameters()), list(model.encoder.parameters()) + list(model.classifier.parameters())
-    torch.manual_seed(1)
+    model, batch, enc, task = _replica(data)
     terms = mi_backprop.objective(model, batch.x, batch.y, model.bias_code(batch.s), weight)
     ce = torch.autograd.grad(terms["ce"], task, retain_graph=True)
     mi = clip_to_reference(list(torch.autograd.grad(terms["mi"], enc)), list(ce[: len(enc)]))

@@ -189,8 +189,9 @@ def fit_sih(
     val = val.to(device)
     model = SignalIsHarder(train.x.shape[1:], train.num_classes).to(device)
 
-    def loss_fn(model, batch):
-        return sih_loss(model, batch, q=q, gce_scale_by_q=gce_scale_by_q, reconstruction_weight=reconstruction_weight)
+    def loss_fn(model, batch, sample_latents=True):
+        return sih_loss(model, batch, q=q, gce_scale_by_q=gce_scale_by_q, reconstruction_weight=reconstruction_weight,
+                        sample_latents=sample_latents)
 
     train_loss = torch.compile(loss_fn, mode="reduce-overhead") if compile else loss_fn
     # fused Adam: one kernel for the whole update on a GPU (not available on every CPU build)
@@ -200,13 +201,9 @@ def fit_sih(
     )
     step = make_step(model, train_loss, optimizer)
 
-    def val_loss_fn(model, batch):
-        # the encoder means, not samples: a noisy validation loss would decay the rate and stop runs by chance
-        return sih_loss(model, batch, q=q, gce_scale_by_q=gce_scale_by_q, reconstruction_weight=reconstruction_weight,
-                        sample_latents=False)
-
     def validate() -> dict:
-        return {f"val_{k}": v for k, v in evaluate_loss(lambda b: val_loss_fn(model, b), val).items()}
+        # the encoder means, not samples: a noisy validation loss would decay the rate and stop runs by chance
+        return {f"val_{k}": v for k, v in evaluate_loss(lambda b: loss_fn(model, b, sample_latents=False), val).items()}
 
     def on_epoch_end(epoch: int, row: dict) -> None:
         row["lr"] = optimizer.param_groups[0]["lr"]  # the rate this epoch was trained with
@@ -419,8 +416,9 @@ def compare_methods(
     """Train vanilla, LfF and SiH at every (rho, seed) on the LfF Coloured MNIST protocol.
 
     As in the released code: vanilla and LfF train a fixed number of epochs on the whole training set; SiH trains on
-    90% of it and early-stops on the other 10% (biased, like the rest: no bias label is needed to select). The runs of one method are trained together, stacked
-    (``fairlab.ensemble``: each run as its single-run ``fit_*`` would, in one process and one step), at most
+    90% of it and early-stops on the other 10% (biased, like the rest: no bias label is needed to select). The runs
+    of one method are trained together, stacked (``fairlab.ensemble``: each run as its single-run ``fit_*`` would,
+    in one process and one step), at most
     ``max_stacked`` at a time (default: all; lower it when the stacked training sets do not fit in memory).
 
     Returns ``(runs, trained)``: ``runs`` has one row per run with columns method, rho, seed, accuracy,

@@ -209,3 +209,67 @@ def lambda_sweep_audit(frame: pd.DataFrame, *, title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --- widgets for a static page ---
+def reads_digit_or_colour(y, colour, y_pred, *, num_classes: int = 10, title: str = ""):
+    """What a Coloured MNIST classifier reads: P(prediction | digit) and P(prediction | colour), side by side.
+
+    A shape reader fills the diagonal of the left map; a colour reader fills the diagonal of the right one (on a test
+    set where digit and colour mostly disagree, the other map is then nearly flat).
+    """
+    y, colour, y_pred = (torch.as_tensor(t).long().cpu() for t in (y, colour, y_pred))
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.1))
+    for ax, factor, name in zip(axes, (y, colour), ("digit", "colour index")):
+        counts = torch.zeros(num_classes, num_classes)
+        counts.index_put_((factor, y_pred), torch.ones(len(y_pred)), accumulate=True)
+        rates = counts / counts.sum(1, keepdim=True).clamp_min(1)
+        image = ax.imshow(rates.numpy(), vmin=0, vmax=1, cmap="Blues")
+        ax.set_xlabel("predicted digit")
+        ax.set_ylabel(f"true {name}")
+        ax.set_title(f"P(prediction | {name})\ndiagonal mass {rates.diagonal().mean():.2f}", fontsize=9)
+        ax.set_xticks(range(num_classes))
+        ax.set_yticks(range(num_classes))
+        ax.tick_params(labelsize=7)
+    fig.colorbar(image, ax=axes, shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def figure_slider(figures: Mapping[object, "plt.Figure"], *, description: str, value=None, dpi: int = 80):
+    """A slider that flips between figures drawn in advance, and still works in a static web page.
+
+    ``figures`` maps each slider value (its label) to a finished figure. Each figure is rendered to PNG into its own
+    ``Output`` widget, so the notebook's saved widget state holds *every* figure; the outputs sit in a ``Stack``
+    whose visible child is linked to the slider in the browser (``jslink``). Moving the slider in the built book
+    therefore changes the figure without a Python kernel. The figures are closed (they are shown only through the
+    widget). Returns the widget box; display it, or leave it as the cell's last expression.
+    """
+    import base64
+    import io
+
+    import ipywidgets as widgets
+
+    if not figures:
+        raise ValueError("figure_slider needs at least one figure: got an empty mapping")
+    labels = list(figures)
+    if value is not None and value not in figures:
+        raise ValueError(f"figure_slider: value {value!r} is not one of the figures' labels {labels}")
+    outputs = []
+    for label in labels:
+        buffer = io.BytesIO()
+        figures[label].savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        plt.close(figures[label])
+        png = base64.b64encode(buffer.getvalue()).decode("ascii")
+        output = widgets.Output()
+        output.outputs = ({"output_type": "display_data", "metadata": {},
+                           "data": {"image/png": png, "text/plain": f"<figure {description} = {label}>"}},)
+        outputs.append(output)
+    index = labels.index(value) if value is not None else 0
+    slider = widgets.SelectionSlider(options=[(str(label), k) for k, label in enumerate(labels)], index=index,
+                                     description=description, continuous_update=True)
+    stack = widgets.Stack(outputs, selected_index=index)
+    box = widgets.VBox([slider, stack])
+    box.link = widgets.jslink((slider, "index"), (stack, "selected_index"))
+    return box

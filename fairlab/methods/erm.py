@@ -99,14 +99,21 @@ def cli_run(args, train: BiasedDataset, test: BiasedDataset):
 
 
 def sweep_bias_conflicting_ratio(
-    ratios, *, epochs: int, subsample: int | None = None, seed: int = 0, device=None
+    ratios, *, epochs: int, subsample: int | None = None, seed: int = 0, device=None,
+    return_predictions: bool = False,
 ):
-    """Train the baseline on Coloured MNIST (lff) at each rho; one row of test metrics per rho (index "rho")."""
+    """Train the baseline on Coloured MNIST (lff) at each rho; one row of test metrics per rho (index "rho").
+
+    With ``return_predictions=True`` also returns ``{rho: predicted labels on the lff test set}`` (CPU tensors), to
+    see *what* each model reads, e.g. with ``viz.reads_digit_or_colour``.
+    """
     device = torch.device(device) if device is not None else config.device()
     test = coloured_mnist("lff", "test").to(device)
-    rows = {}
+    rows, predictions = {}, {}
     for rho in ratios:
         train = coloured_mnist("lff", "train", bias_conflicting_ratio=rho, subsample=subsample, seed=seed)
         model, _ = fit_erm(train, epochs=epochs, seed=seed, device=device, progress=False)
-        rows[rho] = metrics.summary(test.y, predict(model, test), sensitive_features=test.group, aligned=test.aligned)
-    return pd.DataFrame(rows).T.rename_axis("rho")
+        predictions[rho] = predict(model, test).cpu()
+        rows[rho] = metrics.summary(test.y, predictions[rho], sensitive_features=test.group, aligned=test.aligned)
+    frame = pd.DataFrame(rows).T.rename_axis("rho")
+    return (frame, predictions) if return_predictions else frame

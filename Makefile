@@ -2,6 +2,8 @@
 #   make book   build the Jupyter Book into _build/html (creates .venv first if missing)
 #   make test   run the whole test suite: unit tests and every notebook under nbval (quick profile)
 # Both work offline when FAIRLAB_DATA points at a folder holding MNIST/raw/*.gz and adult/adult.{data,test,names}.
+#   make check-book  build, then open every page in headless Chromium with no network (math, figures, dropdowns,
+#                    widgets); installs Playwright into the venv, needs a Chromium (tests/check_built_book.py)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,7 +12,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 export MPLBACKEND ?= Agg
 
-.PHONY: book test env clean execute-notebooks benchmark
+.PHONY: book test env clean execute-notebooks benchmark check-book
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +31,11 @@ book: env
 test: env
 	FAIRLAB_PROFILE=quick $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 	    --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+
+# Open the built book in headless Chromium with no network (needs Playwright and a Chromium; see the script)
+check-book: book
+	$(PY) -m pip install -q playwright
+	$(PY) tests/check_built_book.py
 
 # Re-execute every chapter in place (the outputs the book shows). FAIRLAB_PROFILE=full on a GPU machine.
 execute-notebooks: env

@@ -62,30 +62,28 @@ VISIBLE_FIGURE = """stack => {
 
 
 def check_widgets(page, name: str, failures: list[str]) -> int:
-    """Returns the number of sliders that were moved and changed their figure."""
-    page.wait_for_selector(".jupyter-widgets, .widget-output, .lm-Widget", timeout=15_000)
-    sliders = page.locator(".widget-hslider, .widget-slider")
+    """Returns the number of figure sliders (a slider above a stack of figures) that move through every figure."""
+    # tqdm progress bars are saved hidden; wait for the widgets to be built, not for them to be visible
+    page.wait_for_selector(".jupyter-widgets", state="attached", timeout=15_000)
+    sliders = page.locator(".widget-slider")
     checked = 0
     for k in range(sliders.count()):
         slider = sliders.nth(k)
-        box = slider.locator("xpath=..")  # the VBox: slider, then the stack of figures
-        stack = box.locator(":scope > :nth-child(2)")
-        if stack.count() == 0 or stack.locator("img").count() < 2:
+        stack = slider.locator("xpath=following-sibling::*[1]")  # figure_slider: VBox(slider, Stack)
+        if stack.count() == 0 or stack.locator("img").count() == 0:
             continue
-        total = stack.locator("img").count()
         handle = slider.locator(".noUi-handle").first
-        seen = [stack.evaluate(VISIBLE_FIGURE)]
-        if seen[0] is None:
-            failures.append(f"{name}: slider {k}: no figure is visible under it")
-            continue
+        low, high = (int(float(handle.get_attribute(key))) for key in ("aria-valuemin", "aria-valuemax"))
+        total = high - low + 1
         handle.focus()
         page.keyboard.press("Home")
+        page.wait_for_timeout(150)
         seen = [stack.evaluate(VISIBLE_FIGURE)]
         for _ in range(total - 1):
             page.keyboard.press("ArrowRight")
             page.wait_for_timeout(150)
             seen.append(stack.evaluate(VISIBLE_FIGURE))
-        if len(set(seen)) != total or None in seen:
+        if None in seen or len(set(seen)) != total:
             failures.append(f"{name}: slider {k}: moving it through its {total} values showed "
                             f"{len(set(s for s in seen if s))} different figures")
         else:
@@ -124,7 +122,8 @@ def check_page(page, base: str, name: str, external: list[str], failures: list[s
         if body.is_visible():
             failures.append(f"{name}: solution {k + 1} is open before the reader asks for it")
             continue
-        solution.locator(".admonition-title, button.toggle-button").first.click()
+        # the button, not the title: the title holds a link back to the exercise
+        solution.locator("button.toggle-button").first.click()
         page.wait_for_timeout(300)
         if not body.is_visible():
             failures.append(f"{name}: solution {k + 1} does not open on a click")

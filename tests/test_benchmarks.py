@@ -1,0 +1,72 @@
+"""The benchmark scripts run end to end on a tiny CPU setting and print what they promise.
+
+They are what a GPU session runs first, with little device time to spare: a crash or a missing field found there
+costs minutes of that time. The figures they print are not checked here (speed is measured, never asserted by a
+test); the shape of their output is.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import needs_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(*args: str, profile: str = "quick", text: bool = False):
+    env = {**os.environ, "FAIRLAB_PROFILE": profile, "FAIRLAB_DEVICE": "cpu", "FAIRLAB_PROGRESS": "0",
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    if text:
+        return done.stdout
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, done.stdout[-2000:]
+    return lines
+
+
+@needs_data
+@pytest.mark.parametrize("model, options, fields", [
+    ("cflow", ["--iterations", "3", "--blocks", "1", "--width", "8", "--batch-size", "16"],
+     {"steps_per_second", "bits_per_dim", "adversary_accuracy"}),
+    ("cvae", ["--epochs", "1", "--batch-size", "64"], {"steps_per_second", "reconstruction", "adversary_accuracy"}),
+])
+def test_bench_null_sampling(model, options, fields):
+    (result,) = run_script("benchmarks/bench_null_sampling.py", "--model", model, *options,
+                           "--downstream-epochs", "0")
+    assert fields <= set(result) and result["model"] == model and result["device"].startswith("cpu")
+    assert result["steps"] > 0 and result["seconds"] > 0
+
+
+@needs_data
+def test_bench_sih_runs_every_method():
+    out = run_script("benchmarks/bench_sih.py", "--methods", "sih", "lff", "vanilla", "--epochs", "1",
+                     "--subsample", "600", "--device", "cpu", text=True)
+    assert "device: cpu" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] in
+            (["sih"], ["lff"], ["vanilla"])}
+    assert set(rows) == {"sih", "lff", "vanilla"}, out
+    for method, (per_epoch, epochs, per_run, accuracy, conflicting) in rows.items():
+        assert int(epochs) == 1 and float(per_epoch) > 0, out
+        assert 0 <= float(accuracy) <= 1 and 0 <= float(conflicting) <= 1, out
+
+
+@needs_data
+def test_mi_search_records_the_audits():
+    (line,) = run_script("benchmarks/mi_search.py", '{"mi_weight": 1, "mi_update": "combined"}', "--subsample",
+                         "400", "--test-subsample", "300", "--epochs", "1", "--fresh-statistics-steps", "5",
+                         "--device", "cpu")
+    for key in ("settings", "colour_variance", "seed", "epochs", "train_size", "accuracy", "mi_estimate",
+                "mi_fresh_estimate", "mi_floor", "bias_probe_accuracy", "seconds", "device"):
+        assert key in line, key
+    assert line["train_size"] == 400 and line["settings"]["mi_update"] == "combined"
+
+
+@needs_data
+def test_bench_train():
+    (result,) = run_script("benchmarks/bench_train.py", "--epochs", "1", "--subsample", "600", "--device", "cpu")
+    assert result

@@ -219,7 +219,7 @@ def reads_digit_or_colour(y, colour, y_pred, *, num_classes: int = 10, title: st
     set where digit and colour mostly disagree, the other map is then nearly flat).
     """
     y, colour, y_pred = (torch.as_tensor(t).long().cpu() for t in (y, colour, y_pred))
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.1))
+    fig, axes = plt.subplots(1, 2, figsize=(6.6, 3.3), layout="constrained")
     for ax, factor, name in zip(axes, (y, colour), ("digit", "colour index")):
         counts = torch.zeros(num_classes, num_classes)
         counts.index_put_((factor, y_pred), torch.ones(len(y_pred)), accumulate=True)

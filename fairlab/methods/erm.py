@@ -113,7 +113,8 @@ def sweep_bias_conflicting_ratio(
     for rho in ratios:
         train = coloured_mnist("lff", "train", bias_conflicting_ratio=rho, subsample=subsample, seed=seed)
         model, _ = fit_erm(train, epochs=epochs, seed=seed, device=device, progress=False)
-        predictions[rho] = predict(model, test).cpu()
-        rows[rho] = metrics.summary(test.y, predictions[rho], sensitive_features=test.group, aligned=test.aligned)
+        pred = predict(model, test)  # on the test set's device, like test.y
+        rows[rho] = metrics.summary(test.y, pred, sensitive_features=test.group, aligned=test.aligned)
+        predictions[rho] = pred.cpu()
     frame = pd.DataFrame(rows).T.rename_axis("rho")
     return (frame, predictions) if return_predictions else frame

@@ -56,7 +56,7 @@ def check_options(args) -> None:
         if getattr(args, key, None) is not None and args.dataset not in takers:
             raise UsageError(f"--{key.replace('_', '-')} does not apply to --dataset {args.dataset}; only "
                              f"{' and '.join(takers)} take{'s' if len(takers) == 1 else ''} it.")
-    if args.subsample is not None and args.subsample < args.batch_size:
+    if args.subsample is not None and args.batch_size is not None and args.subsample < args.batch_size:
         raise UsageError(f"--subsample {args.subsample} is fewer than one batch (--batch-size {args.batch_size}): "
                          "raise --subsample or lower --batch-size.")
 
@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="train on a random subset of this size")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--epochs", type=_positive_int, default=None, help="default: the profile's")
-        sub.add_argument("--batch-size", type=_positive_int, default=256)
+        sub.add_argument("--batch-size", type=_positive_int, default=None,
+                         help="default: the method's protocol, else 256")
         sub.add_argument("--profile", choices=("quick", "full"), default=None, help="overrides FAIRLAB_PROFILE")
         sub.add_argument("--device", default=None, help="overrides FAIRLAB_DEVICE (cpu, cuda, ...)")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
@@ -138,6 +139,12 @@ def run(args) -> dict:
         os.environ["FAIRLAB_DEVICE"] = args.device
     config.check_environment()
     args.profile = config.profile()
+    # a method's chapter protocol fills what the command line left unset (epochs, learning rate, ...)
+    if hasattr(args.module, "cli_defaults"):
+        args.module.cli_defaults(args)
+    if args.batch_size is None:
+        args.batch_size = 256
+    check_options(args)
     config.seed_everything(args.seed)
     train, test = load_datasets(args)
     start = time.perf_counter()

@@ -69,4 +69,10 @@ def test_mi_search_records_the_audits():
 @needs_data
 def test_bench_train():
     (result,) = run_script("benchmarks/bench_train.py", "--epochs", "1", "--subsample", "600", "--device", "cpu")
-    assert result
+    assert result["benchmark"] == "erm-cmnist-lff" and result["epochs"] == 1 and result["n_train"] == 600
+    assert result["device"].startswith("cpu")
+    # one epoch of 600 images in batches of the script's size: the counts and rates must agree with each other
+    assert result["seconds_per_epoch"] > 0 and result["samples_per_s"] > 0
+    batches = result["samples_per_s"] / result["batch_size"]
+    assert abs(result["iterations_per_s"] - batches) <= 0.1 + 0.01 * batches
+    assert 0.0 <= result["final_train_accuracy"] <= 1.0

@@ -65,7 +65,7 @@ def test_mi_term_reaches_the_encoder_only_when_lambda_positive():
     # lambda = 0: the step is exactly a cross-entropy step
     torch.manual_seed(0)
     reference = build_model(data)
-    optimizer = torch.optim.Adam(list(reference.encoder.parameters()) + list(reference.classifier.parameters()), lr=1e-3)
+    optimizer = torch.optim.Adam(list(reference.encoder.parameters()) + list(reference.classifier.parameters()), lr=1e-4)
     batch = next(data.batches(len(data)))
     torch.nn.functional.cross_entropy(reference(batch.x), batch.y).backward()
     optimizer.step()
@@ -133,6 +133,26 @@ def test_cli_prints_metrics_and_the_mi_estimate(capsys, monkeypatch, tmp_path):
     assert expected <= set(result)
     assert result["method"] == "mi" and result["lambda"] == 1.0 and result["conditional"] is True
     assert isinstance(result["mi_estimate"], float)
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_cli_fills_unset_options_with_chapter_2s_protocol(profile):
+    # one protocol per profile, shared by the chapter and the command line; what the user sets is kept
+    from fairlab.cli import build_parser
+
+    protocol = mi_backprop.chapter_protocol(profile)
+    args = build_parser().parse_args(["run", "mi", "--dataset", "cmnist-kim", "--profile", profile])
+    mi_backprop.cli_defaults(args)
+    assert {key: getattr(args, key) for key in protocol["game"]} == protocol["game"]
+    assert args.epochs == protocol["epochs"] and args.subsample == protocol["subsample"]
+    assert protocol["game"]["lr"] == 1e-4 and protocol["game"]["statistics_pass_every_epoch"] is True
+
+    args = build_parser().parse_args(["run", "mi", "--dataset", "adult", "--profile", profile, "--lr", "1e-3",
+                                      "--no-statistics-pass-every-epoch", "--epochs", "2", "--batch-size", "64"])
+    mi_backprop.cli_defaults(args)
+    assert args.lr == 1e-3 and args.statistics_pass_every_epoch is False and args.epochs == 2
+    assert args.batch_size == 64 and args.subsample is None  # the image subset is for Kim's Coloured MNIST only
+    assert args.statistics_steps == protocol["game"]["statistics_steps"]
 
 
 def test_cli_adult(capsys, monkeypatch):
@@ -232,10 +252,10 @@ def test_clamp_at_zero_ignores_negative_estimates():
     assert any(not torch.allclose(a, b) for a, b in zip(baseline.encoder.parameters(), unclamped.encoder.parameters()))
 
 
-def _encoder_after(data, mi_weight, mi_update, seed=0):
+def _encoder_after(data, mi_weight, mi_update, seed=0, lr=1e-3):
     torch.manual_seed(seed)
     model = build_model(data)
-    step = make_mi_step(model, mi_weight=mi_weight, statistics_steps=1, mi_update=mi_update)
+    step = make_mi_step(model, mi_weight=mi_weight, statistics_steps=1, mi_update=mi_update, lr=lr)
     torch.manual_seed(seed + 1)
     step(next(data.batches(len(data))))
     return [p.detach().clone() for p in model.encoder.parameters()]

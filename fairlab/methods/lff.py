@@ -218,7 +218,9 @@ def add_cli_arguments(parser) -> None:
 
 
 def cli_run(args, train: BiasedDataset, test: BiasedDataset):
-    epochs = args.epochs or config.by_profile(quick=10, full=100, name=args.profile)  # chapter 4's quick protocol
+    from fairlab.methods.sih import chapter_protocol  # chapter 4's protocol (sih imports this module)
+
+    epochs = args.epochs or chapter_protocol(args.profile)["lff_epochs"]
     model, history = fit_lff(train, epochs=epochs, q=args.q, ema_alpha=args.ema_alpha, lr=args.lr, seed=args.seed,
                              batch_size=args.batch_size)
     return predict(model, test), {"epochs": len(history)}

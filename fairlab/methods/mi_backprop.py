@@ -18,6 +18,7 @@ Adult (c = sex as a one-hot code, encoder = a one-hidden-layer MLP). The same co
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 
 import pandas as pd
@@ -265,17 +266,22 @@ def mi_estimate(model: MIBackpropModel, data: BiasedDataset, batch_size: int = 1
     return float(torch.stack(values).mean())
 
 
+# the optimisation settings of the game (``chapter_protocol``'s "game"; the command line fills them when unset)
+GAME_OPTIONS = ("lr", "statistics_steps", "statistics_pass_every_epoch", "mi_update", "batch_size")
+
+
 def chapter_protocol(profile: str | None = None) -> dict:
     """Chapter 2's settings per profile, shared by the chapter, the command line and ``benchmarks/quick_margins.py``.
 
     Both profiles play the game as the released code does (``fit_mi_backprop``'s defaults: lr 1e-4, a T pass every
     epoch, two Adams), with k = 10 T steps per batch. quick: 4,000 training images, 4 epochs, sigma^2 0.020 and
-    0.040, chosen by measurement on a CPU (lambda = 1 beats lambda = 0 on the random-colour test set on each of seeds 0-4,
-    ``benchmarks/results/quick_margins_mi_cpu_2026-11-24.txt``); full: all 60,000 images, the paper's sigma^2 grid,
-    3 seeds. ``game`` holds the ``fit_mi_backprop`` options every Coloured MNIST arm shares.
+    0.040, chosen by measurement on a CPU (lambda = 1 beats lambda = 0 on the random-colour test set on each of
+    seeds 0-4, ``benchmarks/results/quick_margins_mi_cpu_2026-11-24.txt``); full: all 60,000 images, the paper's
+    sigma^2 grid, 3 seeds. ``game`` holds the ``fit_mi_backprop`` options every Coloured MNIST arm shares: its
+    defaults, read from its signature so that the two cannot drift apart.
     """
-    game = dict(lr=1e-4, statistics_steps=10, statistics_pass_every_epoch=True, mi_update="simultaneous",
-                batch_size=128)
+    defaults = inspect.signature(fit_mi_backprop).parameters
+    game = {key: defaults[key].default for key in GAME_OPTIONS}
     return config.by_profile(
         quick=dict(subsample=4000, test_subsample=1000, epochs=4, variances=(0.020, 0.040), seeds=(0,),
                    sweep_lambdas=(3.0,), adult_epochs=3, game=game),
@@ -312,8 +318,9 @@ def fit_mi_backprop(
     later epoch and ``fresh_statistics_batches`` gives T's k steps fresh batches (together, the released code's T
     schedule; see ``make_mi_step``). ``conditional`` penalises I(z; c | y) instead of I(z; c) and ``clamp_at_zero``
     penalises max(I_hat, 0): both our options, not the paper's. ``mi_update``: see ``make_mi_step``
-    (``"released"`` with lr 1e-4, ``statistics_steps`` up to 40 and both T options is the released schedule). With ``test``, the history also records the test
-    accuracy after each epoch, for the training curves only: nothing is selected on it.
+    (``"released"`` with ``statistics_steps`` up to 40 and ``fresh_statistics_batches`` is the released schedule).
+    With ``test``, the history also records the test accuracy after each epoch, for the training curves only:
+    nothing is selected on it.
     Defaults: the released code's batch 128, lr 1e-4 for every network and a T-only pass before every epoch, with
     k = 10 T steps per batch (the released code: 40) on the current batch's features (the released code: fresh
     batches). At lr 1e-3 the same game left every penalised model at or below its baseline in our runs (see
@@ -454,16 +461,13 @@ def kim_sweep(variances, arms, seeds, *, subsample=None, test_subsample=None, tr
             for arm, options in arms.items():
                 start = time.perf_counter()
                 run_options = {**fit_kwargs, **options}
-                if (variance, arm, seed) in trained:
-                    model, history = trained[variance, arm, seed]
-                    seconds = float(history["seconds"].sum())
-                else:
-                    model, _ = fit_mi_backprop(train, seed=seed, **run_options)
-                    seconds = None
+                reused = trained.get((variance, arm, seed))
+                model = reused[0] if reused else fit_mi_backprop(train, seed=seed, **run_options)[0]
                 mi_weight = run_options.get("mi_weight", 1.0)  # fit_mi_backprop's default
                 row = {"colour_variance": variance, "arm": arm, "lambda": mi_weight, "seed": seed,
                        **evaluate(model, train, test)}
-                rows.append({**row, "seconds": seconds or time.perf_counter() - start})
+                row["seconds"] = float(reused[1]["seconds"].sum()) if reused else time.perf_counter() - start
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -483,7 +487,8 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--clamp-at-zero", action="store_true",
                         help="penalise max(I_hat, 0): negative estimates give the encoder no gradient (our option)")
     parser.add_argument("--mi-update", choices=MI_UPDATES, default=None,
-                        help="default: simultaneous (both gradients at the same parameters, two Adams); released: the released code's order (CE step, then MI at the new parameters); "
+                        help="default: simultaneous (both gradients at the same parameters, two Adams); "
+                        "released: the released code's order (CE step, then MI at the new parameters); "
                         "combined: one Adam on g_CE + lambda * clip(g_MI) (our option)")
     parser.add_argument("--conditional", action="store_true",
                         help="penalise I(z; c | y) instead of I(z; c) (our extension, not the paper's)")
@@ -503,9 +508,8 @@ def cli_defaults(args) -> None:
 
 
 def cli_run(args, train: BiasedDataset, test: BiasedDataset):
-    epochs = args.epochs
     model, history = fit_mi_backprop(
-        train, epochs=epochs, mi_weight=args.mi_weight, statistics_steps=args.statistics_steps,
+        train, epochs=args.epochs, mi_weight=args.mi_weight, statistics_steps=args.statistics_steps,
         warmup_epochs=args.warmup_epochs, lr=args.lr, batch_size=args.batch_size, ema_decay=args.ema_decay,
         statistics_lr=args.statistics_lr, conditional=args.conditional,
         fresh_statistics_batches=args.fresh_statistics_batches,

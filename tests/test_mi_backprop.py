@@ -335,3 +335,30 @@ def test_fresh_statistics_network_finds_the_bias_only_when_it_is_there():
     low = mi_backprop.fresh_mi_estimate(blind, data, steps=300)
     # read on held-out features: a T that only fits noise scores at or below 0 there
     assert low < 0.05 and 0.2 < high <= math.log(2) + 0.05, (high, low)
+
+
+def test_kim_sweep_evaluates_runs_it_is_given_and_trains_the_others(monkeypatch):
+    # chapter 2 hands its first two models to the sweep: those are evaluated as they are, not trained again
+    options = dict(subsample=256, test_subsample=256, epochs=1, batch_size=64, statistics_steps=1, device="cpu",
+                   progress=False)
+    first = mi_backprop.kim_sweep([0.03], [0.0], [0], **options)
+    from fairlab.data import coloured_mnist
+
+    train = coloured_mnist("kim", "train", colour_variance=0.03, seed=0, subsample=256)
+    model, history = mi_backprop.fit_mi_backprop(train, mi_weight=0.0, seed=0, **{
+        k: v for k, v in options.items() if k not in ("subsample", "test_subsample")})
+    calls = []
+    real_fit = mi_backprop.fit_mi_backprop
+
+    def counting_fit(*args, **kwargs):
+        calls.append(kwargs["mi_weight"])
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(mi_backprop, "fit_mi_backprop", counting_fit)
+    rows = mi_backprop.kim_sweep([0.03], [0.0, 1.0], [0], trained={(0.03, "0", 0): (model, history)}, **options)
+    assert calls == [1.0]  # only the arm it was not given
+    reused = rows.set_index("arm").loc["0"]
+    assert reused["seconds"] == pytest.approx(float(history["seconds"].sum()))
+    # the same seed and options as the sweep's own lambda = 0 run: the same model, so the same test accuracy
+    assert reused["accuracy"] == pytest.approx(first.loc[0, "accuracy"])
+    assert list(rows["lambda"]) == [0.0, 1.0]

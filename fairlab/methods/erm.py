@@ -55,7 +55,9 @@ def fit_erm(
     validate = None
     if val is not None:
         val = val.to(device)
-        validate = lambda: {f"val_{k}": v for k, v in evaluate_loss(lambda b: cross_entropy(model, b), val).items()}  # noqa: E731
+
+        def validate() -> dict:
+            return {f"val_{k}": v for k, v in evaluate_loss(lambda b: cross_entropy(model, b), val).items()}
     history = fit(
         model, train, step, epochs=epochs, batch_size=batch_size, validate=validate,
         monitor="val_loss" if val is not None else None, patience=patience, device=device, progress=progress,

@@ -2,8 +2,8 @@
 
     FAIRLAB_DATA=... python benchmarks/quick_margins.py sih --seeds 0 1 2 3 4 > benchmarks/results/quick_margins_sih.txt
 
-sih: chapter 4's quick protocol (``sih.chapter_protocol("quick")``: 10,000 images, rho 1% and 2%, vanilla 5 / LfF 10
-/ SiH 20 epochs) once per seed;
+sih: chapter 4's quick protocol (``sih.chapter_protocol("quick")``: 10,000 images, rho 1% and 2%, batches of 128,
+vanilla 5 / LfF 10 / SiH 15 epochs) once per seed;
 prints the bias-conflicting test accuracy of vanilla, LfF and SiH and the margins LfF - vanilla and SiH - vanilla.
 The chapter asserts SiH > vanilla at every ratio it shows; this prints how wide that is on each seed.
 

@@ -231,5 +231,28 @@ def test_chapter_settings_are_the_protocol_the_cli_and_margins_use(profile, monk
     exec(source, scope)
     protocol = chapter_protocol(profile)
     assert scope["RATIOS"] == protocol["ratios"] and scope["SEEDS"] == protocol["seeds"]
-    assert scope["SUBSAMPLE"] == protocol["subsample"]
+    assert scope["SUBSAMPLE"] == protocol["subsample"] and scope["BATCH_SIZE"] == protocol["batch_size"]
     assert scope["EPOCHS"] == {k: protocol[k] for k in ("vanilla_epochs", "lff_epochs", "sih_epochs")}
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+@pytest.mark.parametrize("method, epochs_key", [("sih", "sih_epochs"), ("lff", "lff_epochs"), ("erm", "vanilla_epochs")])
+def test_cli_fills_unset_options_with_chapter_4s_protocol(method, epochs_key, profile):
+    # `python -m fairlab run sih|lff|erm` on LfF's Coloured MNIST trains what chapter 4 trains; what the user sets wins
+    from fairlab.cli import build_parser
+    from fairlab.methods.sih import chapter_protocol
+
+    protocol = chapter_protocol(profile)
+    args = build_parser().parse_args(["run", method, "--profile", profile])
+    args.module.cli_defaults(args)
+    assert (args.epochs, args.batch_size, args.subsample) == (
+        protocol[epochs_key], protocol["batch_size"], protocol["subsample"])
+    args = build_parser().parse_args(["run", method, "--profile", profile, "--epochs", "2", "--batch-size", "64",
+                                      "--subsample", "3000"])
+    args.module.cli_defaults(args)
+    assert (args.epochs, args.batch_size, args.subsample) == (2, 64, 3000)
+    if method != "erm":  # ERM elsewhere keeps its own defaults (3 / 100 epochs, batches of 256)
+        return
+    args = build_parser().parse_args(["run", "erm", "--dataset", "adult", "--profile", profile])
+    args.module.cli_defaults(args)
+    assert (args.epochs, args.batch_size, args.subsample) == (None, None, None)

@@ -94,6 +94,14 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
 
 
+def cli_defaults(args) -> None:
+    """On LfF's Coloured MNIST, chapter 4's vanilla protocol fills the unset options; elsewhere 3 / 100 epochs."""
+    if args.dataset == "cmnist-lff":
+        from fairlab.methods.sih import protocol_cli_defaults  # sih imports this module
+
+        protocol_cli_defaults(args, "vanilla_epochs")
+
+
 def cli_run(args, train: BiasedDataset, test: BiasedDataset):
     epochs = args.epochs or config.by_profile(quick=3, full=100, name=args.profile)
     model, history = fit_erm(train, epochs=epochs, lr=args.lr, seed=args.seed, batch_size=args.batch_size)

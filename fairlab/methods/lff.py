@@ -217,10 +217,13 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--ema-alpha", type=float, default=0.7, help="per-sample loss EMA")
 
 
-def cli_run(args, train: BiasedDataset, test: BiasedDataset):
-    from fairlab.methods.sih import chapter_protocol  # chapter 4's protocol (sih imports this module)
+def cli_defaults(args) -> None:
+    from fairlab.methods.sih import protocol_cli_defaults  # chapter 4's protocol (sih imports this module)
 
-    epochs = args.epochs or chapter_protocol(args.profile)["lff_epochs"]
-    model, history = fit_lff(train, epochs=epochs, q=args.q, ema_alpha=args.ema_alpha, lr=args.lr, seed=args.seed,
+    protocol_cli_defaults(args, "lff_epochs")
+
+
+def cli_run(args, train: BiasedDataset, test: BiasedDataset):
+    model, history = fit_lff(train, epochs=args.epochs, q=args.q, ema_alpha=args.ema_alpha, lr=args.lr, seed=args.seed,
                              batch_size=args.batch_size)
     return predict(model, test), {"epochs": len(history)}

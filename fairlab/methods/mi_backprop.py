@@ -179,7 +179,8 @@ def make_mi_step(
     separate = mi_weight > 0 and mi_update != "combined"
     mi_optimizer = torch.optim.Adam(encoder_params, lr=lr * mi_weight) if separate else None
     if statistics_optimizer is None:
-        statistics_optimizer = torch.optim.Adam(model.statistics.parameters(), lr=statistics_lr or lr)
+        statistics_lr = lr if statistics_lr is None else statistics_lr  # 0 is a rate (T held still), not "unset"
+        statistics_optimizer = torch.optim.Adam(model.statistics.parameters(), lr=statistics_lr)
 
     def clipped_mi_gradients(terms: dict, ce_grads) -> list[torch.Tensor]:
         # only the encoder's gradient is asked for: the MI term must not train T towards *less* information
@@ -333,7 +334,8 @@ def fit_mi_backprop(
     model = build_model(train, ema_decay=ema_decay, conditional=conditional).to(device)
     train = train.to(device)
     common = dict(batch_size=min(batch_size, len(train)), device=device, progress=progress)
-    statistics_optimizer = torch.optim.Adam(model.statistics.parameters(), lr=statistics_lr or lr)
+    statistics_lr = lr if statistics_lr is None else statistics_lr  # 0 is a rate (T held still), not "unset"
+    statistics_optimizer = torch.optim.Adam(model.statistics.parameters(), lr=statistics_lr)
     statistics_step = make_statistics_step(model, statistics_optimizer)
     if warmup_epochs:
         fit(model, train, statistics_step, epochs=warmup_epochs, desc="mi/statistics", **common)

@@ -61,6 +61,14 @@ def check_options(args) -> None:
                          "raise --subsample or lower --batch-size.")
 
 
+def fill_unset(args, **values) -> None:
+    """Set each option the command line left unset (None) to ``values[option]``; what the user gave is kept. Used
+    by the methods' ``cli_defaults`` to fill options from their chapter's protocol."""
+    for key, value in values.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+
+
 def load_datasets(args):
     """(train, test) for the command line's data-set arguments."""
     from fairlab.data import adult, binary_coloured_mnist, coloured_mnist
@@ -142,8 +150,7 @@ def run(args) -> dict:
     # a method's chapter protocol fills what the command line left unset (epochs, learning rate, ...)
     if hasattr(args.module, "cli_defaults"):
         args.module.cli_defaults(args)
-    if args.batch_size is None:
-        args.batch_size = 256
+    fill_unset(args, batch_size=256)
     check_options(args)
     config.seed_everything(args.seed)
     train, test = load_datasets(args)

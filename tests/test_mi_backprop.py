@@ -339,11 +339,11 @@ def test_fresh_statistics_network_finds_the_bias_only_when_it_is_there():
 
 def test_kim_sweep_evaluates_runs_it_is_given_and_trains_the_others(monkeypatch):
     # chapter 2 hands its first two models to the sweep: those are evaluated as they are, not trained again
+    from fairlab.data import coloured_mnist
+
     options = dict(subsample=256, test_subsample=256, epochs=1, batch_size=64, statistics_steps=1, device="cpu",
                    progress=False)
     first = mi_backprop.kim_sweep([0.03], [0.0], [0], **options)
-    from fairlab.data import coloured_mnist
-
     train = coloured_mnist("kim", "train", colour_variance=0.03, seed=0, subsample=256)
     model, history = mi_backprop.fit_mi_backprop(train, mi_weight=0.0, seed=0, **{
         k: v for k, v in options.items() if k not in ("subsample", "test_subsample")})

@@ -135,6 +135,11 @@ def clip_to_reference(gradients: list[torch.Tensor], reference: list[torch.Tenso
 MI_UPDATES = ("simultaneous", "released", "combined")
 
 
+def _statistics_adam(model: MIBackpropModel, lr: float, statistics_lr: float | None) -> torch.optim.Adam:
+    # T's optimiser: its own rate if given (0 is a rate, T held still, not "unset"), else the encoder's
+    return torch.optim.Adam(model.statistics.parameters(), lr=lr if statistics_lr is None else statistics_lr)
+
+
 def make_mi_step(
     model: MIBackpropModel, *, mi_weight: float, statistics_steps: int = 10, lr: float = 1e-4,
     statistics_lr: float | None = None, statistics_data: BiasedDataset | None = None,
@@ -179,8 +184,7 @@ def make_mi_step(
     separate = mi_weight > 0 and mi_update != "combined"
     mi_optimizer = torch.optim.Adam(encoder_params, lr=lr * mi_weight) if separate else None
     if statistics_optimizer is None:
-        statistics_lr = lr if statistics_lr is None else statistics_lr  # 0 is a rate (T held still), not "unset"
-        statistics_optimizer = torch.optim.Adam(model.statistics.parameters(), lr=statistics_lr)
+        statistics_optimizer = _statistics_adam(model, lr, statistics_lr)
 
     def clipped_mi_gradients(terms: dict, ce_grads) -> list[torch.Tensor]:
         # only the encoder's gradient is asked for: the MI term must not train T towards *less* information
@@ -334,8 +338,7 @@ def fit_mi_backprop(
     model = build_model(train, ema_decay=ema_decay, conditional=conditional).to(device)
     train = train.to(device)
     common = dict(batch_size=min(batch_size, len(train)), device=device, progress=progress)
-    statistics_lr = lr if statistics_lr is None else statistics_lr  # 0 is a rate (T held still), not "unset"
-    statistics_optimizer = torch.optim.Adam(model.statistics.parameters(), lr=statistics_lr)
+    statistics_optimizer = _statistics_adam(model, lr, statistics_lr)
     statistics_step = make_statistics_step(model, statistics_optimizer)
     if warmup_epochs:
         fit(model, train, statistics_step, epochs=warmup_epochs, desc="mi/statistics", **common)
@@ -501,14 +504,12 @@ def add_cli_arguments(parser) -> None:
 def cli_defaults(args) -> None:
     """Fill the options left unset with chapter 2's protocol for the profile (before the data is loaded): the
     game's settings, the epochs, and on Kim's Coloured MNIST the quick profile's training subset."""
+    from fairlab.cli import fill_unset
+
     protocol = chapter_protocol(args.profile)
-    for key, value in protocol["game"].items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    if args.epochs is None:
-        args.epochs = protocol["epochs"]
-    if args.subsample is None and args.dataset == "cmnist-kim":
-        args.subsample = protocol["subsample"]
+    fill_unset(args, **protocol["game"], epochs=protocol["epochs"])
+    if args.dataset == "cmnist-kim":
+        fill_unset(args, subsample=protocol["subsample"])
 
 
 def cli_run(args, train: BiasedDataset, test: BiasedDataset):

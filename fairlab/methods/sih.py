@@ -67,13 +67,12 @@ def protocol_cli_defaults(args, epochs_key: str) -> None:
     """Fill the command-line options left unset with chapter 4's protocol for the profile (before the data is
     loaded): the method's epochs (``epochs_key``: "sih_epochs", "lff_epochs" or "vanilla_epochs") and the batch size,
     and on LfF's Coloured MNIST the training subset."""
+    from fairlab.cli import fill_unset
+
     protocol = chapter_protocol(args.profile)
-    if args.epochs is None:
-        args.epochs = protocol[epochs_key]
-    if args.batch_size is None:
-        args.batch_size = protocol["batch_size"]
-    if args.subsample is None and args.dataset == "cmnist-lff":
-        args.subsample = protocol["subsample"]
+    fill_unset(args, epochs=protocol[epochs_key], batch_size=protocol["batch_size"])
+    if args.dataset == "cmnist-lff":
+        fill_unset(args, subsample=protocol["subsample"])
 
 
 def cli_defaults(args) -> None:

@@ -18,38 +18,39 @@ import time
 
 import torch
 
-from fairlab import config
+from fairlab import config, pretrained
+from fairlab.experiments import fair_latent_space as fls_exp
 from fairlab.methods import fair_latent_space as fls
 
 
 def bench(dataset: str, seed: int) -> dict:
-    settings = fls.chapter_settings(dataset)
+    settings = fls_exp.chapter_settings(dataset)
     device = config.device()
     start = time.perf_counter()
-    train = fls.load_data(dataset, "train", seed=seed, settings=settings)
-    test = fls.load_data(dataset, "test", seed=seed, settings=settings)
+    train = fls_exp.load_data(dataset, "train", seed=seed, settings=settings)
+    test = fls_exp.load_data(dataset, "test", seed=seed, settings=settings)
     load_seconds = time.perf_counter() - start
     config.seed_everything(0)
-    generator = fls.build_generator(train, settings["generator"])
-    generator_seconds = fls.train_generator(
+    generator = pretrained.build_generator(train, settings["generator"])
+    generator_seconds = pretrained.train_generator(
         generator, train, settings["generator"], device=device)
-    fls.freeze(generator)
-    train_z = fls.encode(generator, train)
-    test_z = fls.encode(generator, test)
-    module, history, module_seconds = fls.fit_fls(
-        train_z, settings["module"], seed=seed, device=device)
+    pretrained.freeze(generator)
+    train_z = pretrained.encode(generator, train)
+    test_z = pretrained.encode(generator, test)
+    module, history, module_seconds = fls.fit_module(
+        train_z, seed=seed, device=device, **settings["module"])
     sets = {"x": (train, test), "z": (train_z, test_z),
             "w_Y": (fls.label_part(module, train_z),
                     fls.label_part(module, test_z))}
     classifiers = {n: fls.fit_classifier(tr, settings["classifier"],
                                          seed=seed, device=device)
                    for n, (tr, _) in sets.items()}
-    table = fls.representation_table(
+    table = fls_exp.representation_table(
         {n: te for n, (_, te) in sets.items()}, classifiers)
-    error = fls.reconstruction_error(generator, test).mean().item()
+    error = fls_exp.reconstruction_error(generator, test).mean().item()
     return {
         "dataset": dataset, "seed": seed, "profile": config.profile(),
-        "device": fls.device_name(device),
+        "device": pretrained.device_name(device),
         "train_size": len(train), "test_size": len(test),
         "generator_epochs": settings["generator"]["epochs"],
         "module_epochs": settings["module"]["epochs"],
@@ -59,7 +60,7 @@ def bench(dataset: str, seed: int) -> dict:
         "module_seconds_per_epoch": round(
             module_seconds / settings["module"]["epochs"], 3),
         "reconstruction_mse": round(error, 5),
-        "inversion_error": fls.inversion_error(module, test_z),
+        "inversion_error": fls_exp.inversion_error(module, test_z),
         "table": {r: {c: round(float(v), 4) for c, v in row.items()}
                   for r, row in table.iterrows()},
     }
@@ -69,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+",
                         default=["cmnist-binary", "adult"],
-                        choices=fls.DATASETS)
+                        choices=fls.METHOD.datasets)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     args = parser.parse_args()
     print(config.run_info(), flush=True)

@@ -17,7 +17,9 @@ import time
 import torch
 
 from fairlab import config
+from fairlab.experiments import null_sampling as ns_exp
 from fairlab.methods import null_sampling as ns
+from fairlab.protocols import protocol
 
 
 def main() -> None:
@@ -36,13 +38,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    cfg = ns.settings()
+    cfg = protocol("null_sampling")
     options = dict(cfg[args.model])
     for key in ("iterations", "epochs", "blocks", "width", "batch_size"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
-    splits = ns.cmnist_splits(args.variance, args.seed)
+    splits = ns_exp.cmnist_splits(args.variance, args.seed)
     device = config.device()
     fit = ns.fit_cflow if args.model == "cflow" else ns.fit_cvae
     if device.type == "cuda":
@@ -72,7 +74,7 @@ def main() -> None:
     if downstream["epochs"] > 0:
         start = time.perf_counter()
         downstream["bf16"] = downstream.get("bf16", False) or args.bf16
-        evaluation = ns.evaluate(model, splits["train"], splits["test"], seed=args.seed, device=device,
+        evaluation = ns_exp.evaluate(model, splits["train"], splits["test"], seed=args.seed, device=device,
                                  **downstream)
         result.update(downstream_accuracy=round(evaluation["accuracy"], 4), downstream_hgr=round(evaluation["hgr"], 3),
                       downstream_seconds=round(time.perf_counter() - start, 1))

@@ -11,7 +11,7 @@ The target (issue 3): the authors' code needs about 180 s on one H100 for rho = 
 Without --epochs SiH trains to early stop (at most 500 epochs), LfF and vanilla for 100 epochs.
 
 --table times the chapter's full-profile results table, 3 methods x rho {0.5, 1, 2, 5}% x seeds {0, 1, 2}, trained
-the way the chapter trains it (``sih.compare_methods``: the 12 runs of a method stacked into one process and one step,
+the way the chapter trains it (``compare_methods``: the 12 runs of a method stacked into one process and one step,
 see ``fairlab/ensemble.py``); target (issue 3): under 10 minutes on one H100. It prints each method's wall-clock and
 the table next to the published numbers.
 """
@@ -26,7 +26,8 @@ from fairlab import config, metrics
 from fairlab.data import coloured_mnist
 from fairlab.methods.erm import fit_erm
 from fairlab.methods.lff import fit_lff
-from fairlab.methods.sih import compare_methods, fit_sih, results_table
+from fairlab.experiments.signal_is_harder import compare_methods, results_table
+from fairlab.methods.sih import fit_sih
 from fairlab.train import predict
 
 

@@ -17,7 +17,8 @@ import torch
 
 from fairlab import config
 from fairlab.data import coloured_mnist
-from fairlab.methods.erm import build_model, cross_entropy
+from fairlab.losses import cross_entropy
+from fairlab.models import baseline_network
 from fairlab.train import fit, make_step
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     device = torch.device(args.device) if args.device else config.device()
     train = coloured_mnist("lff", "train", bias_conflicting_ratio=0.01, subsample=args.subsample).to(device)
     config.seed_everything(0)
-    model = build_model(train).to(device)
+    model = baseline_network(train).to(device)
     step = make_step(model, cross_entropy, torch.optim.Adam(model.parameters(), lr=1e-3), bf16=args.bf16)
     start = time.perf_counter()
     history = fit(model, train, step, epochs=args.epochs, batch_size=args.batch_size, device=device, progress=False)

@@ -6,8 +6,8 @@
     (the settings go before the options that take several values)
 
 Each argument is a dict of ``fit_mi_backprop`` options. A line holds the options, the test accuracy per epoch, and
-``mi_backprop.evaluate``'s numbers: the final MINE estimate, the estimate of a statistics network trained afresh
-on the final features (``mi_fresh_estimate``), the counted floor I(yhat; c) and the accuracy of a
+``fairlab.experiments.mi_backprop.evaluate``'s numbers: the final MINE estimate, the estimate of a statistics
+network trained afresh on the final features (``mi_fresh_estimate``), the counted floor I(yhat; c) and the accuracy of a
 fresh linear probe reading the colour from the test features (chance about 0.1). A setting removes the colour only
 if the probe falls; a setting debiases only if the test accuracy also rises above the ``{"mi_weight": 0}`` line.
 Each line also records what produced it: colour variance, seed, epochs, training and test sizes, device.
@@ -22,6 +22,7 @@ import torch
 
 from fairlab import config
 from fairlab.data import coloured_mnist
+from fairlab.experiments import mi_backprop as mi_experiments
 from fairlab.methods import mi_backprop
 
 
@@ -50,7 +51,7 @@ def main() -> None:
                 model, history = mi_backprop.fit_mi_backprop(
                     train, **{"epochs": args.epochs, **options}, test=test, seed=seed, device=device, progress=False,
                 )
-                audit = mi_backprop.evaluate(model, train, test, fresh_statistics_steps=args.fresh_statistics_steps)
+                audit = mi_experiments.evaluate(model, train, test, fresh_statistics_steps=args.fresh_statistics_steps)
                 keep = ("accuracy", "aligned_accuracy", "conflicting_accuracy", "mi_estimate", "mi_fresh_estimate",
                         "mi_floor", "bias_probe_accuracy", "bias_probe_chance")
                 print(json.dumps({

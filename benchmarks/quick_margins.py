@@ -2,12 +2,12 @@
 
     FAIRLAB_DATA=... python benchmarks/quick_margins.py sih --seeds 0 1 2 3 4 > benchmarks/results/quick_margins_sih.txt
 
-sih: chapter 4's quick protocol (``sih.chapter_protocol("quick")``: 10,000 images, rho 1% and 2%, batches of 128,
+sih: chapter 4's quick protocol (``protocol("signal_is_harder", "quick")``: 10,000 images, rho 1% and 2%, batches of 128,
 vanilla 5 / LfF 10 / SiH 15 epochs) once per seed;
 prints the bias-conflicting test accuracy of vanilla, LfF and SiH and the margins LfF - vanilla and SiH - vanilla.
 The chapter asserts SiH > vanilla at every ratio it shows; this prints how wide that is on each seed.
 
-mi: chapter 2's quick protocol (``mi_backprop.chapter_protocol("quick")``: 4,000 images, 4 epochs, the game at lr
+mi: chapter 2's quick protocol (``protocol("mi_backprop", "quick")``: 4,000 images, 4 epochs, the game at lr
 1e-4) once per seed and colour variance; prints the random-colour test accuracy of lambda = 0 and lambda = 1 and
 their difference, with the fresh probe's accuracy at reading the colour beside it.
 """
@@ -19,31 +19,33 @@ import time
 import torch
 
 from fairlab import config
-from fairlab.methods import mi_backprop, sih
+from fairlab.experiments import mi_backprop
+from fairlab.experiments import signal_is_harder as sih
+from fairlab.protocols import protocol
 
 
 def sih_margins(seeds, device) -> None:
-    settings = sih.chapter_protocol("quick")
+    settings = protocol("signal_is_harder", "quick")
     ratios, _ = settings.pop("ratios"), settings.pop("seeds")
     start = time.perf_counter()
     runs, _ = sih.compare_methods(ratios, seeds, device=device, **settings)
     table = runs.pivot_table(index=["rho", "seed"], columns="method", values="conflicting_accuracy") * 100
     table["lff - vanilla"] = table["lff"] - table["vanilla"]
     table["sih - vanilla"] = table["sih"] - table["vanilla"]
-    print(f"conflicting test accuracy (%), chapter 4 quick protocol {sih.chapter_protocol('quick')}")
+    print(f"conflicting test accuracy (%), chapter 4 quick protocol {protocol('signal_is_harder', 'quick')}")
     print(table.round(2).to_string())
     print(f"smallest SiH margin {table['sih - vanilla'].min():.2f} points, smallest LfF margin "
           f"{table['lff - vanilla'].min():.2f}; {time.perf_counter() - start:.0f} s")
 
 
 def mi_margins(seeds, device) -> None:
-    protocol = mi_backprop.chapter_protocol("quick")
+    chapter = protocol("mi_backprop", "quick")
     arms = {"lambda=0": {"mi_weight": 0.0}, "lambda=1": {"mi_weight": 1.0}}
     start = time.perf_counter()
     runs = mi_backprop.kim_sweep(
-        protocol["variances"], arms, seeds, subsample=protocol["subsample"],
-        test_subsample=protocol["test_subsample"], epochs=protocol["epochs"], device=device, progress=False,
-        **protocol["game"],
+        chapter["variances"], arms, seeds, subsample=chapter["subsample"],
+        test_subsample=chapter["test_subsample"], epochs=chapter["epochs"], device=device, progress=False,
+        **chapter["game"],
     )
     table = runs.pivot_table(index=["colour_variance", "seed"], columns="arm",
                              values=["accuracy", "bias_probe_accuracy"]) * 100

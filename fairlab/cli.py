@@ -1,8 +1,11 @@
 """Command line: ``python -m fairlab run <method> ...`` and ``python -m fairlab data check``.
 
-``run`` trains one method on one data set and prints one JSON line of test-split metrics with fixed keys:
-accuracy, aligned_accuracy, conflicting_accuracy, worst_group_accuracy, seconds, dp and eo (binary s only), hgr,
-plus the method's own extras.
+``run`` trains one method (``fairlab.methods.METHODS``) on one data set and prints one JSON line of test-split
+metrics per seed, with fixed keys: accuracy, aligned_accuracy, conflicting_accuracy, worst_group_accuracy, seconds,
+dp and eo (binary s only), hgr, method, dataset, seed, profile, plus the method's own numbers (its ``summary``).
+A method's options are built from its ``hparams`` fields; an option left unset takes the chapter's protocol for the
+profile (``fairlab.protocols.cli_defaults``), else the method's default. ``--seeds 0 1 2`` trains one run per seed,
+stacked in one process where the method can.
 
 Errors: fairlab's own (``FairlabError``: missing data, no such device, a diverged run) and bad values
 (``ValueError``) print as ``fairlab: error: <what is wrong and how to fix it>`` on stderr, exit status 1 (2 for
@@ -13,7 +16,6 @@ device are checked before any data is built.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -48,30 +50,28 @@ def _positive_int(text: str) -> int:
 def check_options(args) -> None:
     """Every check that needs no data: options that do not apply to the data set, NaN/inf values, a subsample
     smaller than one batch. Raises ``UsageError``."""
+    flags = getattr(args, "flags", {})
     for key, value in vars(args).items():
         # no option of any method means anything as NaN or inf (--lr nan, --colour-variance inf...)
         if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"--{key.replace('_', '-')} must be a finite number, got {value}.")
+            flag = flags.get(key, "--" + key.replace("_", "-"))
+            raise UsageError(f"{flag} must be a finite number, got {value}.")
     for key, takers in DATASET_OPTIONS.items():
         if getattr(args, key, None) is not None and args.dataset not in takers:
             raise UsageError(f"--{key.replace('_', '-')} does not apply to --dataset {args.dataset}; only "
                              f"{' and '.join(takers)} take{'s' if len(takers) == 1 else ''} it.")
-    if args.subsample is not None and args.batch_size is not None and args.subsample < args.batch_size:
-        raise UsageError(f"--subsample {args.subsample} is fewer than one batch (--batch-size {args.batch_size}): "
+    batch_size = getattr(args, "batch_size", None)
+    if args.subsample is not None and batch_size is not None and args.subsample < batch_size:
+        raise UsageError(f"--subsample {args.subsample} is fewer than one batch (--batch-size {batch_size}): "
                          "raise --subsample or lower --batch-size.")
 
 
-def fill_unset(args, **values) -> None:
-    """Set each option the command line left unset (None) to ``values[option]``; what the user gave is kept. Used
-    by the methods' ``cli_defaults`` to fill options from their chapter's protocol."""
-    for key, value in values.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-
-
-def load_datasets(args):
-    """(train, test) for the command line's data-set arguments."""
+def load_datasets(args, seed: int | None = None):
+    """(train, test) for the command line's data-set arguments (``seed``: default ``args.seed``)."""
     from fairlab.data import adult, binary_coloured_mnist, coloured_mnist
+
+    if seed is not None:
+        args = argparse.Namespace(**{**vars(args), "seed": seed})
 
     if args.dataset == "cmnist-binary":
         # y = digit >= 5, s = one of two colours, P(s = y) = --correlation in both splits
@@ -96,48 +96,99 @@ def load_datasets(args):
     return train, test
 
 
+def load_representative(args, seed: int):
+    """The representative split (x and s, s independent of y) for methods that need one (null-sampling)."""
+    from fairlab.data import adult, coloured_mnist
+
+    if args.dataset == "adult":
+        return adult("representative", protocol="nifr", seed=seed)
+    return coloured_mnist("nifr", "representative", colour_variance=args.colour_variance, seed=seed,
+                          subsample=args.representative_subsample)
+
+
+def _hparam_option(parser, field, value_type) -> str:
+    """Add one hyperparameter's option (``--field-name``, or the field's ``flag``); returns the flag."""
+    meta = field.metadata
+    flag = meta.get("flag", "--" + field.name.replace("_", "-"))
+    help_text = f"{meta.get('help', '')} (method default: {field.default})"
+    options = dict(dest=field.name, default=None, help=help_text)
+    if value_type is bool:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        return flag
+    if meta.get("positive"):
+        value_type = _positive_int
+    parser.add_argument(flag, type=value_type, choices=meta.get("choices"), **options)
+    return flag
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import dataclasses
+
     from fairlab.methods import METHODS
+    from fairlab.methods.base import field_types
 
     parser = argparse.ArgumentParser(prog="python -m fairlab", description=__doc__.split("\n")[0])
     debug_help = "show the Python traceback of an error (also FAIRLAB_DEBUG=1)"
     parser.add_argument("--debug", action="store_true", help=debug_help)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="train a method and print test metrics as one JSON line")
+    run = commands.add_parser("run", help="train a method and print test metrics as one JSON line per seed")
     methods = run.add_subparsers(dest="method", required=True)
-    for name, module_name in METHODS.items():
-        module = importlib.import_module(module_name)
-        sub = methods.add_parser(name, help=(module.__doc__ or "").strip().split("\n")[0])
-        sub.add_argument("--dataset", choices=DATASETS, default="cmnist-lff")
-        sub.add_argument("--bias-conflicting-ratio", type=float, default=None,
-                         help="rho, cmnist-lff only (default 0.01)")
-        sub.add_argument("--colour-std", type=float, default=None, help="colour jitter sigma, cmnist-lff only")
-        sub.add_argument("--colour-variance", type=float, default=None, help="sigma^2, cmnist-kim / cmnist-nifr")
-        sub.add_argument("--eta", type=float, default=None, help="Adult: use the null-sampling protocol with this eta")
-        sub.add_argument("--correlation", type=float, default=None,
-                         help="P(s = y), cmnist-binary only (default 0.9)")
-        sub.add_argument("--subsample", type=_positive_int, default=None,
-                         help="train on a random subset of this size")
-        sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--epochs", type=_positive_int, default=None, help="default: the profile's")
-        sub.add_argument("--batch-size", type=_positive_int, default=None,
-                         help="default: the method's protocol, else 256")
+    for name, record in METHODS.items():
+        sub = methods.add_parser(
+            name, help=record.description, description=f"{record.description} Needs: {', '.join(record.needs)}. "
+            "Unset options take the chapter's protocol for the profile, else the method's default (the "
+            "paper's, where the paper gives one).")
+        default_dataset = "cmnist-lff" if "cmnist-lff" in record.datasets else record.datasets[0]
+        data = sub.add_argument_group("data")
+        data.add_argument("--dataset", choices=record.datasets, default=default_dataset)
+        data.add_argument("--bias-conflicting-ratio", type=float, default=None,
+                          help="rho, cmnist-lff only (default 0.01)")
+        data.add_argument("--colour-std", type=float, default=None, help="colour jitter sigma, cmnist-lff only")
+        data.add_argument("--colour-variance", type=float, default=None, help="sigma^2, cmnist-kim / cmnist-nifr")
+        data.add_argument("--eta", type=float, default=None,
+                          help="Adult: use the null-sampling protocol with this eta")
+        data.add_argument("--correlation", type=float, default=None,
+                          help="P(s = y), cmnist-binary only (default 0.9)")
+        data.add_argument("--subsample", type=_positive_int, default=None,
+                          help="train on a random subset of this size (default: the chapter's protocol)")
+        if "s_representative" in record.needs:
+            data.add_argument("--representative-subsample", type=_positive_int, default=None,
+                              help="images of the representative set (default: the chapter's protocol)")
+        seeds = sub.add_mutually_exclusive_group()
+        seeds.add_argument("--seed", type=int, default=0)
+        seeds.add_argument("--seeds", type=int, nargs="+", default=None,
+                           help="one run per seed (stacked in one process where the method can), one JSON line each")
         sub.add_argument("--profile", choices=("quick", "full"), default=None, help="overrides FAIRLAB_PROFILE")
         sub.add_argument("--device", default=None, help="overrides FAIRLAB_DEVICE (cpu, cuda, ...)")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
-        module.add_cli_arguments(sub)
-        sub.set_defaults(module=module)
+        group = sub.add_argument_group(f"{name} hyperparameters")
+        types = field_types(record.hparams)
+        flags = {}
+        for field in dataclasses.fields(record.hparams):
+            if field.metadata.get("cli", True):
+                flags[field.name] = _hparam_option(group, field, types[field.name])
+        sub.set_defaults(record=record, flags=flags)
     data = commands.add_parser("data", help="data-folder utilities")
     data.add_argument("action", choices=("check",), help="check: verify every raw file and its md5")
     data.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
-def run(args) -> dict:
-    from fairlab import config, metrics
+def prepare(args):
+    """Check the options (no data is built), apply ``--profile`` / ``--device`` to this process, fill the options
+    left unset from the chapter's protocol (``fairlab.protocols.cli_defaults``); returns ``(method, hp)``."""
+    import dataclasses
 
+    from fairlab import config
+    from fairlab.protocols import cli_defaults
+
+    record = args.record
     # everything that needs no data is checked first: a typo fails in a second, not after the data is built
     check_options(args)
+    record.check_dataset(args.dataset)
+    if "s_representative" in record.needs and args.dataset == "adult" and args.eta is None:
+        raise UsageError(f"{record.name} needs a representative set: on --dataset adult give --eta E (the "
+                         "null-sampling protocol's training split), or use --dataset cmnist-nifr.")
     if args.device:
         config.parse_device(args.device, "--device")
     # --profile / --device override the environment for everything this process does
@@ -147,21 +198,55 @@ def run(args) -> dict:
         os.environ["FAIRLAB_DEVICE"] = args.device
     config.check_environment()
     args.profile = config.profile()
-    # a method's chapter protocol fills what the command line left unset (epochs, learning rate, ...)
-    if hasattr(args.module, "cli_defaults"):
-        args.module.cli_defaults(args)
-    fill_unset(args, batch_size=256)
+    # the chapter's protocol fills what the command line left unset (epochs, learning rate, subsample, ...)
+    for key, value in cli_defaults(record.name, args.dataset, args.profile).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
     check_options(args)
-    config.seed_everything(args.seed)
-    train, test = load_datasets(args)
+    names = [f.name for f in dataclasses.fields(record.hparams)]
+    hp = record.hp(**{name: getattr(args, name) for name in names if getattr(args, name, None) is not None})
+    return record, hp
+
+
+def run(args) -> list[dict]:
+    """Train as the arguments say; one result dict (the JSON line) per seed."""
+    from fairlab import config, metrics
+
+    record, hp = prepare(args)
+    seeds = args.seeds or [args.seed]
+    needs_representative = "s_representative" in record.needs
+    data = {}
+    for seed in seeds:
+        config.seed_everything(seed)
+        data[seed] = load_datasets(args, seed)
     start = time.perf_counter()
-    predictions, extras = args.module.cli_run(args, train, test)
-    seconds = time.perf_counter() - start
-    result = metrics.summary(test.y, predictions, sensitive_features=test.group, aligned=test.aligned)
-    result["seconds"] = round(seconds, 3)
-    result.update(method=args.method, dataset=args.dataset, seed=args.seed, profile=args.profile)
-    result.update(extras)
-    return result
+    if len(seeds) > 1 and record.can_stack:
+        models, histories = record.fit_members([data[s][0] for s in seeds], seeds, hp)
+        fitted = dict(zip(seeds, zip(models, histories)))
+        shared = (time.perf_counter() - start) / len(seeds)
+    else:
+        fitted, shared = {}, None
+    results = []
+    for seed in seeds:
+        train, test = data[seed]
+        start = time.perf_counter()
+        if seed in fitted:
+            model, history = fitted[seed]
+        else:
+            options = {"representative": load_representative(args, seed)} if needs_representative else {}
+            model, history = record.fit(train, hp, seed=seed, **options)
+        predictions = record.predict(model, test)
+        extras = {}
+        if record.summary is not None:
+            extras = record.summary(model, history, train=train, test=test, hp=hp, predictions=predictions,
+                                    seed=seed)
+        seconds = time.perf_counter() - start + (shared or 0.0)
+        result = metrics.summary(test.y, predictions, sensitive_features=test.group, aligned=test.aligned)
+        result["seconds"] = round(seconds, 3)
+        result.update(method=args.method, dataset=args.dataset, seed=seed, profile=args.profile)
+        result.update(extras)
+        results.append(result)
+    return results
 
 
 def main(argv=None) -> int:
@@ -199,7 +284,8 @@ def command(args) -> int:
         bad = [r for r in rows if r["status"] != "ok"]
         print(f"data root {config.data_root()}: {len(rows) - len(bad)}/{len(rows)} files ok")
         return 1 if bad else 0
-    print(json.dumps(run(args)))
+    for result in run(args):
+        print(json.dumps(result))
     return 0
 
 

@@ -148,6 +148,20 @@ def predict(model: nn.Module, data: BiasedDataset, batch_size: int = 2048) -> to
     return torch.cat(preds).to(data.device)
 
 
+@torch.no_grad()
+def outputs(model: nn.Module, data: BiasedDataset, fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            batch_size: int = 2048) -> torch.Tensor:
+    """``fn(x)`` (default: ``model(x)``) for every sample of ``data``, in order, with ``model`` in eval mode: (N, ...)
+    on the data's device. What the methods' ``representation`` is made of (e.g. ``fn=model.features``)."""
+    was_training = model.training
+    model.eval()
+    on_model = data.to(model_device(model, data.device))
+    fn = fn or model
+    out = torch.cat([fn(batch.x) for batch in on_model.batches(batch_size)])
+    model.train(was_training)
+    return out.to(data.device)
+
+
 def model_device(model: nn.Module, default: torch.device | None = None) -> torch.device:
     """The device of the model's first parameter (``default``, else the CPU, for a model without parameters)."""
     return next((p.device for p in model.parameters()), default or torch.device("cpu"))

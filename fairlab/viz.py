@@ -183,7 +183,8 @@ def mine_convergence(runs: Mapping[str, tuple[pd.DataFrame, float]], *, title: s
 
 
 def lambda_sweep_audit(frame: pd.DataFrame, *, title: str = ""):
-    """One run per lambda (``mi_backprop.kim_sweep`` rows), two panels against lambda (symmetric-log axis, 0 shown).
+    """One run per lambda (``fairlab.experiments.mi_backprop.kim_sweep`` rows), two panels against lambda
+    (symmetric-log axis, 0 shown).
 
     Left, in nats: what the adversary reports (``mi_estimate``) and the floor that counting guarantees
     (``mi_floor`` = I(yhat; c)); an estimate below the floor is an underestimate, a negative one a fooled adversary.

@@ -20,3 +20,15 @@ def _have_data() -> bool:
 
 
 needs_data = pytest.mark.skipif(not _have_data(), reason="MNIST/Adult files not found under FAIRLAB_DATA")
+
+
+def prepared(argv, monkeypatch):
+    """The options ``python -m fairlab run ...`` trains with (nothing is built; the environment is restored)."""
+    from fairlab.cli import build_parser, prepare
+
+    for name in ("FAIRLAB_PROFILE", "FAIRLAB_DEVICE"):
+        monkeypatch.setenv(name, "")  # prepare() writes --profile into the environment: undone after the test
+    monkeypatch.setenv("FAIRLAB_PROFILE", "full")
+    args = build_parser().parse_args(argv)
+    record, hp = prepare(args)
+    return args, hp

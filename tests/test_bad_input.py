@@ -21,7 +21,8 @@ from fairlab import cli, config, metrics
 from fairlab import ensemble as ens
 from fairlab.data import BiasedDataset, adult, binary_coloured_mnist, coloured_mnist
 from fairlab.errors import DatasetNotFoundError, DeviceError, FairlabError, NonFiniteLossError
-from fairlab.methods.erm import cross_entropy, fit_erm
+from fairlab.losses import cross_entropy
+from fairlab.methods.erm import fit_erm
 from fairlab.models import MLP
 from fairlab.train import fit, make_step, predict
 
@@ -89,6 +90,15 @@ CLI_ROWS = [
      "--eta does not apply to --dataset cmnist-nifr; only adult takes it", True),
     ("colour-std with adult", "erm --dataset adult --colour-std 0.1", {}, 2,
      "--colour-std does not apply to --dataset adult; only cmnist-lff takes it", True),
+    # a data set the method does not run on, refused before any data is built
+    ("fls on cmnist-lff", "fls --dataset cmnist-lff", {}, 2, "argument --dataset: invalid choice: 'cmnist-lff'", True),
+    ("cflow on cmnist-kim", "cflow --dataset cmnist-kim", {}, 2, "argument --dataset: invalid choice: 'cmnist-kim'",
+     True),
+    ("cvae on adult without eta", "cvae --dataset adult", {}, 2,
+     "cvae needs a representative set: on --dataset adult give --eta E", True),
+    ("--seed and --seeds", "erm --seed 1 --seeds 0 1", {}, 2, "argument --seeds: not allowed with argument --seed",
+     True),
+    ("mi lambda nan", "mi --lambda nan", {}, 2, "--lambda must be a finite number, got nan", True),
     # counts
     ("subsample 0", "erm --subsample 0", {}, 2, "argument --subsample: must be a positive whole number, got 0", True),
     ("subsample -5", "erm --subsample -5", {}, 2, "argument --subsample: must be a positive whole number", True),

@@ -60,8 +60,8 @@ def test_plateau_matches_reduce_lr_on_plateau():
 
 def test_stacked_ema_equals_one_ema_per_member():
     labels = torch.tensor([[0, 0, 1, 1], [1, 0, 1, 0]])
-    stacked = PerSampleEMA(labels, num_classes=2)
-    singles = [PerSampleEMA(labels[k], num_classes=2) for k in range(2)]
+    stacked = PerSampleEMA(labels, num_classes=2, alpha=0.7)
+    singles = [PerSampleEMA(labels[k], num_classes=2, alpha=0.7) for k in range(2)]
     for index, loss in [(torch.tensor([[0, 2], [3, 1]]), torch.tensor([[1.0, 2.0], [3.0, 4.0]])),
                         (torch.tensor([[2, 3], [3, 0]]), torch.tensor([[0.5, 1.0], [1.0, 2.0]]))]:
         stacked.update(index, loss)
@@ -76,7 +76,7 @@ def test_stacked_ema_equals_one_ema_per_member():
 def test_erm_members_equal_single_runs():
     train = [_data(0), _data(1)]
     val = [_data(10, n=200), _data(11, n=200)]
-    models, histories = fit_erm_members(train, [3, 4], epochs=3, val=val, batch_size=64, device="cpu")
+    models, histories = fit_erm_members(train, [3, 4], epochs=3, vals=val, batch_size=64, device="cpu")
     for k, seed in enumerate([3, 4]):
         single, history = fit_erm(train[k], val=val[k], epochs=3, seed=seed, batch_size=64, device="cpu")
         _assert_same_weights(models[k], single)
@@ -110,7 +110,7 @@ def test_sih_members_equal_single_runs_without_sampling_noise(monkeypatch):
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        models, histories = fit_sih_members(train, val, [0, 1, 2], **kwargs)
+        models, histories = fit_sih_members(train, [0, 1, 2], vals=val, **kwargs)
         singles = [fit_sih(train[k], val=val[k], seed=k, **kwargs) for k in range(3)]
     finally:
         torch.set_default_dtype(default_dtype)

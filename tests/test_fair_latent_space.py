@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from fairlab.data.base import BiasedDataset
+from fairlab import pretrained
+from fairlab.experiments import fair_latent_space as fls_exp
 from fairlab.methods import fair_latent_space as fls
 from fairlab.models.flow import standard_normal_log_prob
 from fairlab.models.generator import ConvVAE, TabularVAE
@@ -23,8 +25,8 @@ except ImportError:
 
 def _module(dim=8, seed=0, dtype=torch.float32):
     torch.manual_seed(seed)
-    model = fls.FairLatentSpace(dim, 2, 2, blocks=4, width=16,
-                                adversary_width=8)
+    model = fls.FairLatentSpace(dim, 2, 2, blocks=4, width=16, depth=2,
+                                adversary_width=8, adversaries=2)
     # the couplings start as the identity: perturb every parameter so
     # the test sees a real, non-trivial map
     with torch.no_grad():
@@ -117,7 +119,9 @@ def test_independence_loss_trains_the_adversaries_and_reverses():
     model = _module()
     z = torch.randn(64, 8)
     y, s = torch.randint(0, 2, (64,)), torch.randint(0, 2, (64,))
-    out = fls.fls_loss(model, z, y, s)
+    out = fls.fls_loss(model, z, y, s, mean_distance=4.0,
+                       independence_weight=1.0,
+                       redistribution_weight=1.0)
     assert set(out) == {"loss", "nll", "label_ce", "sensitive_ce",
                         "adversary_ce", "redistribution"}
     out["loss"].backward()
@@ -154,12 +158,12 @@ def test_generator_checkpoint_round_trips_and_is_refused(
         tmp_path, monkeypatch):
     monkeypatch.setenv("FAIRLAB_CHECKPOINTS", str(tmp_path / "ck"))
     data = _images()
-    first = fls.pretrained_generator(data, TINY_GENERATOR,
+    first = pretrained.pretrained_generator(data, TINY_GENERATOR,
                                      device="cpu", progress=False)
     assert not first.loaded and first.path.is_file()
     assert first.path.parent == tmp_path / "ck"
     assert not any(p.requires_grad for p in first.model.parameters())
-    second = fls.pretrained_generator(data, TINY_GENERATOR,
+    second = pretrained.pretrained_generator(data, TINY_GENERATOR,
                                       device="cpu", progress=False)
     assert second.loaded and second.path == first.path
     assert second.seconds == pytest.approx(first.seconds)
@@ -167,19 +171,19 @@ def test_generator_checkpoint_round_trips_and_is_refused(
     assert torch.equal(first.model.decode(z), second.model.decode(z))
     # other settings: another file name, trained anew
     other = {**TINY_GENERATOR, "latent_dim": 5}
-    third = fls.pretrained_generator(data, other, device="cpu",
+    third = pretrained.pretrained_generator(data, other, device="cpu",
                                      progress=False)
     assert not third.loaded and third.path != first.path
     # a file whose stored settings differ from the ones asked for
-    key = fls.generator_key(data, other)
-    with pytest.raises(fls.CheckpointMismatchError, match="latent_dim"):
-        fls.load_generator(fls.build_generator(data, other), key,
+    key = pretrained.generator_key(data, other)
+    with pytest.raises(pretrained.CheckpointMismatchError, match="latent_dim"):
+        pretrained.load_generator(pretrained.build_generator(data, other), key,
                            first.path)
     # other training data (another seed's draw): refused as well
     moved = replace(data, info={"seed": 1})
-    with pytest.raises(fls.CheckpointMismatchError, match="data"):
-        fls.load_generator(fls.build_generator(moved, TINY_GENERATOR),
-                           fls.generator_key(moved, TINY_GENERATOR),
+    with pytest.raises(pretrained.CheckpointMismatchError, match="data"):
+        pretrained.load_generator(pretrained.build_generator(moved, TINY_GENERATOR),
+                           pretrained.generator_key(moved, TINY_GENERATOR),
                            first.path)
 
 
@@ -205,17 +209,17 @@ def test_checkpoints_are_never_written_into_the_data_root(tmp_path, monkeypatch)
 
 def test_tabular_vae_layout_and_decoded_records():
     names = ["age", "hours", "job_a", "job_b", "job_c", "sex_F", "sex_M"]
-    assert fls.tabular_layout(names) == (2, [3, 2])
+    assert pretrained.tabular_layout(names) == (2, [3, 2])
     vae = TabularVAE(2, [3, 2], latent_dim=3, hidden=[8, 8])
     x = vae.decode(torch.randn(5, 3))
     assert x.shape == (5, 7)
     assert torch.equal(x[:, 2:5].sum(1), torch.ones(5))
-    table = fls.records(x, names)
+    table = fls_exp.records(x, names)
     assert list(table.columns) == ["age", "hours", "job", "sex"]
     assert set(table["sex"]) <= {"F", "M"}
     real = torch.tensor([[0.0, 1.0, 1, 0, 0, 0, 1]])
     assert torch.isfinite(vae.loss(real.repeat(4, 1))["loss"])
-    changed = fls.changed_fields(
+    changed = fls_exp.changed_fields(
         pd.DataFrame({"age": [30.0, 40.0], "sex": ["F", "M"]}),
         pd.DataFrame({"age": [30.0, 45.0], "sex": ["M", "M"]}))
     assert changed.to_dict() == {"age": 0.5, "sex": 0.5}
@@ -224,8 +228,8 @@ def test_tabular_vae_layout_and_decoded_records():
 def test_celeba_sized_generator_on_a_generated_stand_in():
     # CelebA itself is never needed by the tests: 64x64 noise stands in
     data = _images(16, shape=(3, 64, 64), name="celeba-standin/train")
-    settings = fls.chapter_settings("celeba", "quick")["generator"]
-    model = fls.build_generator(data, settings)
+    settings = fls_exp.chapter_settings("celeba", "quick")["generator"]
+    model = pretrained.build_generator(data, settings)
     assert isinstance(model, ConvVAE)
     mean, _ = model.encode(data.x[:4])
     assert mean.shape == (4, settings["latent_dim"])
@@ -236,13 +240,13 @@ def test_celeba_sized_generator_on_a_generated_stand_in():
 def test_the_whole_experiment_on_tiny_data(tmp_path, monkeypatch):
     monkeypatch.setenv("FAIRLAB_CHECKPOINTS", str(tmp_path))
     torch.set_num_threads(1)
-    settings = fls.chapter_settings("cmnist-binary", "quick")
+    settings = fls_exp.chapter_settings("cmnist-binary", "quick")
     settings["generator"] = TINY_GENERATOR
     settings["module"].update(epochs=2, batch_size=32, blocks=2,
                               width=16, adversary_width=8)
     settings["classifier"].update(epochs=1, batch_size=32)
     train, test = _images(128), _images(64, seed=1, name="toy/test")
-    run = fls.run_experiment("cmnist-binary", settings=settings,
+    run = fls_exp.run_experiment("cmnist-binary", settings=settings,
                              train=train, test=test, device="cpu",
                              progress=False)
     assert list(run.table.index) == ["x", "z", "w_Y"]
@@ -252,16 +256,16 @@ def test_the_whole_experiment_on_tiny_data(tmp_path, monkeypatch):
     # the group means exist and differ
     assert (run.module.sensitive_means[1]
             - run.module.sensitive_means[0]).abs().sum() > 0
-    judges = fls.fit_judges(train, settings["classifier"],
+    judges = fls_exp.fit_judges(train, settings["classifier"],
                             device="cpu", progress=False)
-    report = fls.counterfactual_report(run.generator.model, run.module,
+    report = fls_exp.counterfactual_report(run.generator.model, run.module,
                                        run.test_z, judges, n=32)
     assert report.shape == (2, 3)
-    paths = fls.traversals(run.generator.model, run.module,
+    paths = fls_exp.traversals(run.generator.model, run.module,
                            run.train_z, run.test_z.x[:3],
                            steps=(-1, 0, 1))
     assert paths["original"].shape == (3, 3, 3, 8, 8)
-    curves = fls.traversal_curves(paths, judges)
+    curves = fls_exp.traversal_curves(paths, judges)
     assert len(curves) == 2 * 3 * 2
 
 
@@ -286,7 +290,7 @@ def test_cli_knows_fls_and_the_binary_data_set():
     args = build_parser().parse_args(
         ["run", "fls", "--dataset", "cmnist-binary", "--correlation",
          "0.8", "--seed", "3"])
-    assert args.module is fls and args.correlation == 0.8
+    assert args.record is fls.METHOD and args.correlation == 0.8
     check_options(args)
     wrong = build_parser().parse_args(
         ["run", "fls", "--dataset", "adult", "--correlation", "0.8"])

@@ -7,9 +7,12 @@ import torch
 
 from fairlab.cli import main
 from fairlab.data.base import BiasedDataset
+from fairlab.experiments import mi_backprop as mi_experiments
 from fairlab.methods import mi_backprop
 from fairlab.methods.mi_backprop import bias_code, build_model, clip_to_reference, make_mi_step, mi_estimate
 from fairlab.metrics import discrete_mutual_information
+
+from conftest import prepared
 from fairlab.train import fit
 
 
@@ -136,23 +139,21 @@ def test_cli_prints_metrics_and_the_mi_estimate(capsys, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("profile", ["quick", "full"])
-def test_cli_fills_unset_options_with_chapter_2s_protocol(profile):
+def test_cli_fills_unset_options_with_chapter_2s_protocol(profile, monkeypatch):
     # one protocol per profile, shared by the chapter and the command line; what the user sets is kept
-    from fairlab.cli import build_parser
+    from fairlab.protocols import protocol
 
-    protocol = mi_backprop.chapter_protocol(profile)
-    args = build_parser().parse_args(["run", "mi", "--dataset", "cmnist-kim", "--profile", profile])
-    mi_backprop.cli_defaults(args)
-    assert {key: getattr(args, key) for key in protocol["game"]} == protocol["game"]
-    assert args.epochs == protocol["epochs"] and args.subsample == protocol["subsample"]
-    assert protocol["game"]["lr"] == 1e-4 and protocol["game"]["statistics_pass_every_epoch"] is True
+    chapter = protocol("mi_backprop", profile)
+    args, hp = prepared(["run", "mi", "--dataset", "cmnist-kim", "--profile", profile], monkeypatch)
+    assert {key: getattr(hp, key) for key in chapter["game"]} == chapter["game"]
+    assert hp.epochs == chapter["epochs"] and args.subsample == chapter["subsample"]
+    assert chapter["game"]["lr"] == 1e-4 and chapter["game"]["statistics_pass_every_epoch"] is True
 
-    args = build_parser().parse_args(["run", "mi", "--dataset", "adult", "--profile", profile, "--lr", "1e-3",
-                                      "--no-statistics-pass-every-epoch", "--epochs", "2", "--batch-size", "64"])
-    mi_backprop.cli_defaults(args)
-    assert args.lr == 1e-3 and args.statistics_pass_every_epoch is False and args.epochs == 2
-    assert args.batch_size == 64 and args.subsample is None  # the image subset is for Kim's Coloured MNIST only
-    assert args.statistics_steps == protocol["game"]["statistics_steps"]
+    args, hp = prepared(["run", "mi", "--dataset", "adult", "--profile", profile, "--lr", "1e-3",
+                         "--no-statistics-pass-every-epoch", "--epochs", "2", "--batch-size", "64"], monkeypatch)
+    assert hp.lr == 1e-3 and hp.statistics_pass_every_epoch is False and hp.epochs == 2
+    assert hp.batch_size == 64 and args.subsample is None  # the image subset is for Kim's Coloured MNIST only
+    assert hp.statistics_steps == chapter["game"]["statistics_steps"]
 
 
 def test_cli_adult(capsys, monkeypatch):
@@ -183,7 +184,7 @@ def test_evaluate_audits_the_features_with_a_fresh_probe():
     data = _tabular(n=512)
     torch.manual_seed(0)
     model = build_model(data)
-    result = mi_backprop.evaluate(model, data, data)
+    result = mi_experiments.evaluate(model, data, data)
     assert {"accuracy", "dp", "mi_estimate", "mi_floor", "bias_probe_accuracy", "bias_probe_chance"} <= set(result)
     # x is shifted by s, so even an untrained encoder's features show s to a linear probe
     assert result["bias_probe_accuracy"] > result["bias_probe_chance"] + 0.1
@@ -343,19 +344,19 @@ def test_kim_sweep_evaluates_runs_it_is_given_and_trains_the_others(monkeypatch)
 
     options = dict(subsample=256, test_subsample=256, epochs=1, batch_size=64, statistics_steps=1, device="cpu",
                    progress=False)
-    first = mi_backprop.kim_sweep([0.03], [0.0], [0], **options)
+    first = mi_experiments.kim_sweep([0.03], [0.0], [0], **options)
     train = coloured_mnist("kim", "train", colour_variance=0.03, seed=0, subsample=256)
     model, history = mi_backprop.fit_mi_backprop(train, mi_weight=0.0, seed=0, **{
         k: v for k, v in options.items() if k not in ("subsample", "test_subsample")})
     calls = []
     real_fit = mi_backprop.fit_mi_backprop
 
-    def counting_fit(*args, **kwargs):
-        calls.append(kwargs["mi_weight"])
-        return real_fit(*args, **kwargs)
+    def counting_fit(train, hp, **kwargs):
+        calls.append(hp.mi_weight)
+        return real_fit(train, hp, **kwargs)
 
-    monkeypatch.setattr(mi_backprop, "fit_mi_backprop", counting_fit)
-    rows = mi_backprop.kim_sweep([0.03], [0.0, 1.0], [0], trained={(0.03, "0", 0): (model, history)}, **options)
+    monkeypatch.setattr(mi_experiments, "fit_mi_backprop", counting_fit)
+    rows = mi_experiments.kim_sweep([0.03], [0.0, 1.0], [0], trained={(0.03, "0", 0): (model, history)}, **options)
     assert calls == [1.0]  # only the arm it was not given
     reused = rows.set_index("arm").loc["0"]
     assert reused["seconds"] == pytest.approx(float(history["seconds"].sum()))

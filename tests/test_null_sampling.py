@@ -9,7 +9,9 @@ import torch
 
 from conftest import needs_data
 from fairlab.data.base import BiasedDataset
+from fairlab.experiments import null_sampling as ns_exp
 from fairlab.methods import null_sampling as ns
+from fairlab.protocols import protocol
 from fairlab.models.adversary import AdversaryEnsemble, GradientReversal, grad_reverse
 from fairlab.models.cvae import gated_conv_cvae
 from fairlab.models.flow import partition_latent
@@ -77,7 +79,7 @@ def test_cflow_loss_at_initialisation_is_the_gaussian_nll():
     # every coupling starts as the identity and the 1x1 convolutions as rotations: log|det| = 0, z = rotated x
     data = _images(8)
     model = ns.build_cflow(data, **TINY_FLOW)
-    logs = ns.cflow_loss(model, next(data.batches(8)))
+    logs = ns.cflow_loss(model, next(data.batches(8)), w_adv=0.01)
     z, logdet = model.encode(data.x)
     assert logdet.abs().max() < 1e-5
     expected = (0.5 * z.pow(2) + 0.5 * math.log(2 * math.pi)).mean()
@@ -125,24 +127,24 @@ def test_cvae_null_sample_decodes_the_mean_with_zero_s():
 
 def test_evaluate_on_raw_data_reports_group_metrics():
     data = _images(40, shape=(3, 8, 8))
-    result = ns.evaluate(None, data, data, epochs=1, batch_size=16, width=4, device="cpu", progress=False)
+    result = ns_exp.evaluate(None, data, data, epochs=1, batch_size=16, width=4, device="cpu", progress=False)
     assert {"accuracy", "hgr", "dp", "tpr_difference", "tnr_difference"} <= set(result)
     assert len(result["predictions"]) == 40
 
 
 def test_sweep_uses_the_splits_it_is_given(monkeypatch):
     # the chapter passes the splits it has already built; only the missing ones are built
-    cfg = ns.settings("quick")
+    cfg = protocol("null_sampling", "quick")
     given = {(cfg["variances"][0], cfg["seeds"][0]): {"name": "given"}}
     built, used = [], []
-    monkeypatch.setattr(ns, "cmnist_splits", lambda v, seed, profile: built.append((v, seed)) or {"name": "built"})
+    monkeypatch.setattr(ns_exp, "cmnist_splits", lambda v, seed, profile: built.append((v, seed)) or {"name": "built"})
 
     def fake_run(method, variance, seed, *, splits, **_):
         used.append((method, variance, splits["name"]))
         return {"predictions": None, "method": method, "colour_variance": variance, "seed": seed}, None, None
 
-    monkeypatch.setattr(ns, "run_cmnist", fake_run)
-    runs, _ = ns.sweep_cmnist("quick", splits=given)
+    monkeypatch.setattr(ns_exp, "run_cmnist", fake_run)
+    runs, _ = ns_exp.sweep_cmnist("quick", splits=given)
     assert (cfg["variances"][0], cfg["seeds"][0]) not in built
     assert len(built) == len(cfg["seeds"]) * len(cfg["variances"]) - 1
     assert {name for _, v, name in used if v == cfg["variances"][0]} == {"given"}
@@ -151,9 +153,9 @@ def test_sweep_uses_the_splits_it_is_given(monkeypatch):
 
 def test_settings_cover_both_profiles():
     for profile in ("quick", "full"):
-        cfg = ns.settings(profile)
+        cfg = protocol("null_sampling", profile)
         assert set(cfg["cflow_variances"]) <= set(cfg["variances"])
-    full = ns.settings("full")["cflow"]
+    full = protocol("null_sampling", "full")["cflow"]
     assert (full["levels"], full["blocks"], full["width"], full["iterations"]) == (3, 24, 512, 26_000)
 
 
@@ -172,7 +174,8 @@ def test_cli_cvae_on_adult_prints_one_json_line():
     assert result["method"] == "cvae" and {"accuracy", "dp", "eo", "hgr", "adversary_accuracy"} <= set(result)
 
 
-@needs_data
 def test_cli_rejects_a_data_set_without_representative_set():
     out = _cli("cflow", "--dataset", "cmnist-lff", "--profile", "quick")
-    assert out.returncode != 0 and "representative" in out.stderr
+    assert out.returncode == 2 and "invalid choice: 'cmnist-lff'" in out.stderr
+    out = _cli("cvae", "--dataset", "adult", "--profile", "quick")
+    assert out.returncode == 2 and "needs a representative set" in out.stderr and "--eta" in out.stderr

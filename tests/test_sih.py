@@ -8,20 +8,21 @@ import torch
 from torch import nn
 
 from fairlab.data.base import Batch
+from fairlab.experiments.signal_is_harder import compare_methods, results_table
 from fairlab.methods.sih import (
     SignalIsHarder,
-    compare_methods,
     fit_sih,
     fit_sih_members,
     perturb_bias_latent,
     recolour,
     reconstruct,
-    results_table,
     signal_weights,
     sih_loss,
     swap_bias_latents,
 )
 from fairlab.models.vae import kl_to_standard_normal
+
+from conftest import prepared
 
 
 def _batch(n=8, seed=0):
@@ -34,7 +35,7 @@ def test_signal_weights_are_one_minus_p_to_the_q():
     w = signal_weights(torch.tensor([0.0, 0.75, 1.0]), q=0.5)
     torch.testing.assert_close(w, torch.tensor([1.0, 0.5, 0.0]))
     # the published q = 0.7: an aligned sample the bias model is sure of (p_b = 0.99) keeps 4% of its weight
-    assert signal_weights(torch.tensor(0.99)).item() == pytest.approx(0.01**0.7, rel=1e-5)
+    assert signal_weights(torch.tensor(0.99), 0.7).item() == pytest.approx(0.01**0.7, rel=1e-5)
 
 
 def test_kl_to_standard_normal_by_hand():
@@ -156,7 +157,7 @@ def test_stacked_sih_uses_no_bias_labels_either(tiny_train):
     runs = []
     for data in (tiny_train, shuffled):
         train, val = data.random_split(0.25, seed=0)
-        runs.append(fit_sih_members([train, train], [val, val], [3, 4], epochs=2, batch_size=128, device="cpu",
+        runs.append(fit_sih_members([train, train], [3, 4], vals=[val, val], epochs=2, batch_size=128, device="cpu",
                                     progress=False))
     (models_a, hists_a), (models_b, hists_b) = runs
     for a, b in zip(models_a, models_b):
@@ -188,7 +189,7 @@ def test_fit_sih_early_stops_on_the_deterministic_validation_loss(tiny_train):
     # the logged validation loss is exactly the means-only loss of the trained model: re-measuring it repeats it
     assert history["val_loss"].iloc[0] == pytest.approx(_val_loss_of(model, val), rel=1e-6)
     assert _val_loss_of(model, val) == _val_loss_of(model, val)
-    models, histories = fit_sih_members([train], [val], [0], epochs=1, patience=None, batch_size=64, device="cpu",
+    models, histories = fit_sih_members([train], [0], vals=[val], epochs=1, patience=None, batch_size=64, device="cpu",
                                         progress=False)
     assert histories[0]["val_loss"].iloc[0] == pytest.approx(_val_loss_of(models[0], val), rel=1e-5)
 
@@ -217,42 +218,37 @@ def test_compare_methods_table_and_stacking_in_groups():
 
 @pytest.mark.parametrize("profile", ["quick", "full"])
 def test_chapter_settings_are_the_protocol_the_cli_and_margins_use(profile, monkeypatch):
-    # chapter 4's settings cell must stay the protocol that sih.chapter_protocol hands the CLI and quick_margins.py
+    # chapter 4's settings cell reads the protocol that the CLI and quick_margins.py use
     import json as _json
     from pathlib import Path
 
-    import fairlab
-    from fairlab.methods.sih import chapter_protocol
+    from fairlab.protocols import protocol
 
     cells = _json.loads((Path(__file__).parents[1] / "notebooks" / "04_signal_is_harder.ipynb").read_text())["cells"]
-    source = next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith("RATIOS ="))
+    source = next("".join(c["source"]) for c in cells if "RATIOS =" in "".join(c["source"]))
     monkeypatch.setenv("FAIRLAB_PROFILE", profile)
-    scope = {"fairlab": fairlab}
+    scope = {"protocol": protocol}
     exec(source, scope)
-    protocol = chapter_protocol(profile)
-    assert scope["RATIOS"] == protocol["ratios"] and scope["SEEDS"] == protocol["seeds"]
-    assert scope["SUBSAMPLE"] == protocol["subsample"] and scope["BATCH_SIZE"] == protocol["batch_size"]
-    assert scope["EPOCHS"] == {k: protocol[k] for k in ("vanilla_epochs", "lff_epochs", "sih_epochs")}
+    chapter = protocol("signal_is_harder", profile)
+    assert scope["RATIOS"] == chapter["ratios"] and scope["SEEDS"] == chapter["seeds"]
+    assert scope["SUBSAMPLE"] == chapter["subsample"] and scope["BATCH_SIZE"] == chapter["batch_size"]
+    assert scope["EPOCHS"] == {k: chapter[k] for k in ("vanilla_epochs", "lff_epochs", "sih_epochs")}
 
 
 @pytest.mark.parametrize("profile", ["quick", "full"])
 @pytest.mark.parametrize("method, epochs_key", [("sih", "sih_epochs"), ("lff", "lff_epochs"), ("erm", "vanilla_epochs")])
-def test_cli_fills_unset_options_with_chapter_4s_protocol(method, epochs_key, profile):
+def test_cli_fills_unset_options_with_chapter_4s_protocol(method, epochs_key, profile, monkeypatch):
     # `python -m fairlab run sih|lff|erm` on LfF's Coloured MNIST trains what chapter 4 trains; what the user sets wins
-    from fairlab.cli import build_parser
-    from fairlab.methods.sih import chapter_protocol
+    from fairlab.protocols import protocol
 
-    protocol = chapter_protocol(profile)
-    args = build_parser().parse_args(["run", method, "--profile", profile])
-    args.module.cli_defaults(args)
-    assert (args.epochs, args.batch_size, args.subsample) == (
-        protocol[epochs_key], protocol["batch_size"], protocol["subsample"])
-    args = build_parser().parse_args(["run", method, "--profile", profile, "--epochs", "2", "--batch-size", "64",
-                                      "--subsample", "3000"])
-    args.module.cli_defaults(args)
-    assert (args.epochs, args.batch_size, args.subsample) == (2, 64, 3000)
-    if method != "erm":  # ERM elsewhere keeps its own defaults (3 / 100 epochs, batches of 256)
+    chapter = protocol("signal_is_harder", profile)
+    args, hp = prepared(["run", method, "--profile", profile], monkeypatch)
+    assert (hp.epochs, hp.batch_size, args.subsample) == (
+        chapter[epochs_key], chapter["batch_size"], chapter["subsample"])
+    args, hp = prepared(["run", method, "--profile", profile, "--epochs", "2", "--batch-size", "64",
+                          "--subsample", "3000"], monkeypatch)
+    assert (hp.epochs, hp.batch_size, args.subsample) == (2, 64, 3000)
+    if method != "erm":  # ERM elsewhere keeps its own protocol (3 / 100 epochs, batches of 256)
         return
-    args = build_parser().parse_args(["run", "erm", "--dataset", "adult", "--profile", profile])
-    args.module.cli_defaults(args)
-    assert (args.epochs, args.batch_size, args.subsample) == (None, None, None)
+    args, hp = prepared(["run", "erm", "--dataset", "adult", "--profile", profile], monkeypatch)
+    assert (hp.epochs, hp.batch_size, args.subsample) == ({"quick": 3, "full": 100}[profile], 256, None)

@@ -59,7 +59,7 @@ def test_figure_slider_rejects_bad_input():
 @needs_data
 def test_sweep_returns_the_predictions_it_scored():
     from fairlab.data import coloured_mnist
-    from fairlab.methods.erm import sweep_bias_conflicting_ratio
+    from fairlab.experiments.data_lies import sweep_bias_conflicting_ratio
 
     frame, predictions = sweep_bias_conflicting_ratio(
         [0.05], epochs=1, subsample=1000, seed=0, device="cpu", return_predictions=True)

@@ -1,15 +1,19 @@
-"""One module per method. Each exposes ``fit_*`` for notebooks and ``add_cli_arguments`` / ``cli_run`` for
-``python -m fairlab run <method>``.
+"""One module per method, each behind one record (``fairlab.methods.base.Method``), found by name in ``METHODS``.
 
-``cli_run(args, train, test) -> (test_predictions, extras)`` trains on ``train`` as the arguments say and returns the
-hard predictions on ``test`` plus method-specific numbers for the JSON line.
+    from fairlab.methods import METHODS
+    erm = METHODS["erm"]
+    model, history = erm.fit(train, erm.hp(epochs=5), seed=0)
+    erm.predict(model, test), erm.representation(model, test)
+
+The command line (``python -m fairlab run <name>``) builds each method's options from its ``hparams``.
 """
-METHODS = {
-    "cflow": "fairlab.methods.null_sampling",
-    "cvae": "fairlab.methods.null_sampling",
-    "erm": "fairlab.methods.erm",
-    "fls": "fairlab.methods.fair_latent_space",
-    "lff": "fairlab.methods.lff",
-    "mi": "fairlab.methods.mi_backprop",
-    "sih": "fairlab.methods.sih",
+from fairlab.methods import erm, fair_latent_space, lff, mi_backprop, null_sampling, sih
+from fairlab.methods.base import Method, fit_runs
+
+METHODS: dict[str, Method] = {
+    record.name: record
+    for record in (erm.METHOD, lff.METHOD, sih.METHOD, mi_backprop.METHOD, null_sampling.CVAE_METHOD,
+                   null_sampling.CFLOW, fair_latent_space.METHOD)
 }
+
+__all__ = ["METHODS", "Method", "fit_runs"]

@@ -13,6 +13,7 @@ gets right get W close to 0. No bias label is used anywhere: only x, y and the s
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -21,32 +22,24 @@ from torch import nn
 from fairlab import config
 from fairlab import ensemble as ens
 from fairlab.data.base import Batch, BiasedDataset
-from fairlab.methods.erm import build_model
-from fairlab.train import fit, make_step, predict
+from fairlab.losses import generalized_cross_entropy, per_sample_cross_entropy
+from fairlab.methods.base import Method, hparam, resolve
+from fairlab.models import baseline_network
+from fairlab.train import fit, make_step, outputs, predict
 
 
-def generalized_cross_entropy(
-    logits: torch.Tensor, y: torch.Tensor, q: float = 0.7, *, scale_by_q: bool = False
-) -> torch.Tensor:
-    """Per-sample GCE surrogate (Zhang & Sabuncu 2018): its gradient is that of (1 - p_y^q) / q.
+@dataclass
+class LfFHParams:
+    """The published protocol on Coloured MNIST (Nam et al. 2020): q = 0.7 with the released code's extra factor q,
+    EMA alpha = 0.7, Adam 1e-3, batches of 256, 100 epochs, no model selection."""
 
-        GCE(x, y) = p_y^q * CE(x, y),   p_y = softmax(logits)_y treated as a constant,
-
-    since d/dtheta (1 - p^q)/q = -p^(q-1) dp/dtheta = p^q * d/dtheta(-log p). Confident samples (large p_y) weigh
-    more, so the model fits the easy cue first and keeps fitting it. ``scale_by_q=True`` multiplies by an extra q,
-    as LfF's released code does (SiH's does not).
-    """
-    if not 0 < q <= 1:
-        raise ValueError(f"GCE needs q in (0, 1], got {q}.")
-    ce = per_sample_cross_entropy(logits, y)  # -log p_y
-    p_y = torch.exp(-ce).detach()  # detached: the weight is a constant, only CE carries the gradient
-    loss = p_y.pow(q) * ce
-    return loss * q if scale_by_q else loss
-
-
-def per_sample_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """-log softmax(logits)_y over the last axis: (..., C), (...) -> (...). Any leading axes (e.g. ensemble members)."""
-    return -logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    epochs: int = hparam(100, "training epochs", positive=True)
+    q: float = hparam(0.7, "GCE exponent of the biased model")
+    ema_alpha: float = hparam(0.7, "per-sample loss EMA")
+    gce_scale_by_q: bool = hparam(True, "the released code's extra factor q in the GCE")
+    lr: float = hparam(1e-3, "Adam's learning rate")
+    batch_size: int = hparam(256, "batch size", positive=True)
+    compile: bool = hparam(False, "torch.compile the loss (meant for a GPU; single runs only)")
 
 
 def relative_difficulty(loss_biased: torch.Tensor, loss_debiased: torch.Tensor) -> torch.Tensor:
@@ -64,7 +57,7 @@ class PerSampleEMA:
     set; ``index`` and ``loss`` then carry the same leading axis, (K, B).
     """
 
-    def __init__(self, labels: torch.Tensor, num_classes: int, alpha: float = 0.7):
+    def __init__(self, labels: torch.Tensor, num_classes: int, alpha: float):
         if not 0 <= alpha < 1:
             raise ValueError(f"EMA alpha must lie in [0, 1), got {alpha}.")
         self.labels = labels  # (..., N) class of every training sample
@@ -103,8 +96,8 @@ class LfFModel(nn.Module):
 
 
 def lff_loss(
-    model: LfFModel, batch: Batch, ema_biased: PerSampleEMA, ema_debiased: PerSampleEMA, *, q: float = 0.7,
-    gce_scale_by_q: bool = True,
+    model: LfFModel, batch: Batch, ema_biased: PerSampleEMA, ema_debiased: PerSampleEMA, *, q: float,
+    gce_scale_by_q: bool,
 ) -> dict:
     """One LfF step's loss; updates both EMAs at ``batch.index`` (so call it once per training batch).
 
@@ -116,7 +109,7 @@ def lff_loss(
 
 def lff_objective(
     logits_b: torch.Tensor, logits_d: torch.Tensor, batch: Batch, ema_biased: PerSampleEMA,
-    ema_debiased: PerSampleEMA, *, q: float = 0.7, gce_scale_by_q: bool = True,
+    ema_debiased: PerSampleEMA, *, q: float, gce_scale_by_q: bool,
 ) -> dict:
     """``lff_loss`` from the two models' logits, (..., B, C): a leading axis of stacked models is kept (each entry of
     the returned dict is then one value per model)."""
@@ -138,92 +131,74 @@ def lff_objective(
     }
 
 
-def fit_lff(
-    train: BiasedDataset,
-    *,
-    epochs: int = 100,
-    q: float = 0.7,
-    ema_alpha: float = 0.7,
-    gce_scale_by_q: bool = True,
-    lr: float = 1e-3,
-    batch_size: int = 256,
-    seed: int = 0,
-    device=None,
-    compile: bool = False,
-    progress: bool | None = None,
-):
-    """Train LfF for a fixed number of epochs (no model selection: that would need bias labels or an unbiased set).
-
-    Defaults are the brief's: q = 0.7 (with LfF's extra factor q), EMA alpha = 0.7, Adam 1e-3, batch 256, about
-    100 epochs on Coloured MNIST. Returns ``(model, history)``; ``model(x)`` gives the debiased logits.
+def fit_lff(train: BiasedDataset, hp: LfFHParams | None = None, *, val: BiasedDataset | None = None, seed: int = 0,
+            device=None, progress: bool | None = None, **overrides):
+    """Train LfF for a fixed number of epochs (no model selection: that would need bias labels or an unbiased set,
+    so ``val`` is not used). Returns ``(model, history)``; ``model(x)`` gives the debiased logits.
     ``compile=True`` wraps the loss in ``torch.compile`` (meant for a GPU; unmeasured, off by default).
     """
+    hp = resolve(LfFHParams, hp, overrides)
     config.seed_everything(seed)
     device = torch.device(device) if device is not None else config.device()
-    model = LfFModel(build_model(train), build_model(train)).to(device)
+    model = LfFModel(baseline_network(train), baseline_network(train)).to(device)
     labels = train.y.to(device)
-    ema_b = PerSampleEMA(labels, train.num_classes, ema_alpha)
-    ema_d = PerSampleEMA(labels, train.num_classes, ema_alpha)
+    ema_b = PerSampleEMA(labels, train.num_classes, hp.ema_alpha)
+    ema_d = PerSampleEMA(labels, train.num_classes, hp.ema_alpha)
 
     def loss_fn(model, batch):
-        return lff_loss(model, batch, ema_b, ema_d, q=q, gce_scale_by_q=gce_scale_by_q)
+        return lff_loss(model, batch, ema_b, ema_d, q=hp.q, gce_scale_by_q=hp.gce_scale_by_q)
 
-    if compile:
+    if hp.compile:
         loss_fn = torch.compile(loss_fn)
     # one Adam over both models = two Adams (Adam's state is per parameter)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr)
     step = make_step(model, loss_fn, optimizer)
-    history = fit(model, train, step, epochs=epochs, batch_size=batch_size, device=device, progress=progress,
+    history = fit(model, train, step, epochs=hp.epochs, batch_size=hp.batch_size, device=device, progress=progress,
                   desc="lff")
     return model, history
 
 
 def fit_lff_members(
-    train: Sequence[BiasedDataset],
-    seeds: Sequence[int],
-    *,
-    epochs: int = 100,
-    q: float = 0.7,
-    ema_alpha: float = 0.7,
-    gce_scale_by_q: bool = True,
-    lr: float = 1e-3,
-    batch_size: int = 256,
-    device=None,
-    progress: bool | None = None,
+    trains: Sequence[BiasedDataset], seeds: Sequence[int], hp: LfFHParams | None = None, *,
+    vals: Sequence[BiasedDataset] | None = None, device=None, progress: bool | None = None, **overrides,
 ) -> tuple[list[LfFModel], list]:
     """``fit_lff`` for several runs at once (one per (data set, seed) pair), stacked: see ``fairlab.ensemble``.
 
-    Member k trains exactly as ``fit_lff(train[k], seed=seeds[k])`` would. Returns ``(models, histories)``.
+    Member k trains exactly as ``fit_lff(trains[k], hp, seed=seeds[k])`` would (``vals`` is not used, as there).
+    Returns ``(models, histories)``.
     """
+    hp = resolve(LfFHParams, hp, overrides)
+    if hp.compile:
+        raise ValueError("compile is for single runs: use fit_lff to compile the loss.")
     device = torch.device(device) if device is not None else config.device()
-    num_classes = train[0].num_classes
-    ensemble, generators = ens.members(lambda: LfFModel(build_model(train[0]), build_model(train[0])), seeds, device)
-    labels = torch.stack([d.y.to(device) for d in train])  # (K, N): each member keeps its own EMAs
-    ema_b = PerSampleEMA(labels, num_classes, ema_alpha)
-    ema_d = PerSampleEMA(labels, num_classes, ema_alpha)
+    num_classes = trains[0].num_classes
+    ensemble, generators = ens.members(
+        lambda: LfFModel(baseline_network(trains[0]), baseline_network(trains[0])), seeds, device)
+    labels = torch.stack([d.y.to(device) for d in trains])  # (K, N): each member keeps its own EMAs
+    ema_b = PerSampleEMA(labels, num_classes, hp.ema_alpha)
+    ema_d = PerSampleEMA(labels, num_classes, hp.ema_alpha)
 
     def loss_fn(members: ens.Members, batch: Batch) -> dict:
         logits_b, logits_d = members.map(lambda model, x: (model.biased(x), model.debiased(x)), batch.x)
-        return lff_objective(logits_b, logits_d, batch, ema_b, ema_d, q=q, gce_scale_by_q=gce_scale_by_q)
+        return lff_objective(logits_b, logits_d, batch, ema_b, ema_d, q=hp.q, gce_scale_by_q=hp.gce_scale_by_q)
 
-    histories = ens.fit_members(ensemble, train, loss_fn, epochs=epochs, generators=generators, lr=lr,
-                                batch_size=batch_size, progress=progress, desc="lff")
+    histories = ens.fit_members(ensemble, trains, loss_fn, epochs=hp.epochs, generators=generators, lr=hp.lr,
+                                batch_size=hp.batch_size, progress=progress, desc="lff")
     return [ensemble.module(k) for k in range(len(ensemble))], histories
 
 
-def add_cli_arguments(parser) -> None:
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--q", type=float, default=0.7, help="GCE exponent of the biased model")
-    parser.add_argument("--ema-alpha", type=float, default=0.7, help="per-sample loss EMA")
+def representation(model: LfFModel, data: BiasedDataset) -> torch.Tensor:
+    """The debiased classifier's last hidden layer for every sample: (N, hidden[-1])."""
+    return outputs(model, data, model.debiased.features)
 
 
-def cli_defaults(args) -> None:
-    from fairlab.methods.sih import protocol_cli_defaults  # chapter 4's protocol (sih imports this module)
-
-    protocol_cli_defaults(args, "lff_epochs")
+def _summary(model, history, *, train, test, hp, **_) -> dict:
+    return {"epochs": len(history)}
 
 
-def cli_run(args, train: BiasedDataset, test: BiasedDataset):
-    model, history = fit_lff(train, epochs=args.epochs, q=args.q, ema_alpha=args.ema_alpha, lr=args.lr, seed=args.seed,
-                             batch_size=args.batch_size)
-    return predict(model, test), {"epochs": len(history)}
+METHOD = Method(
+    name="lff", hparams=LfFHParams, fit=fit_lff, fit_members=fit_lff_members, predict=predict,
+    representation=representation, needs=("y",),
+    datasets=("cmnist-lff", "cmnist-kim", "cmnist-nifr", "cmnist-binary", "adult"), summary=_summary,
+    description="Learning from Failure: a GCE-trained biased model reweights a debiased one (no bias labels).",
+)

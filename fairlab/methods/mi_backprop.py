@@ -17,27 +17,55 @@ Adult (c = sex as a one-hot code, encoder = a one-hidden-layer MLP). The same co
 """
 from __future__ import annotations
 
-import argparse
-import inspect
-import time
+from dataclasses import dataclass
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fairlab import config, metrics
-from fairlab.data import coloured_mnist
 from fairlab.data.base import Batch, BiasedDataset
+from fairlab.methods.base import Method, hparam, resolve
 from fairlab.models import MINE, MLP, KimEncoder
 from fairlab.models.mine import shuffle_within
-from fairlab.train import fit, model_device, predict
+from fairlab.train import fit, model_device, outputs, predict
 
 __all__ = [
-    "MIBackpropModel", "bias_code", "build_model", "clip_to_reference", "fit_mi_backprop", "mi_estimate",
-    "make_mi_step", "objective", "evaluate", "features", "fresh_mi_estimate", "kim_sweep", "prediction_information",
-    "MI_UPDATES", "chapter_protocol",
+    "MIBackpropHParams", "MIBackpropModel", "bias_code", "build_model", "clip_to_reference", "fit_mi_backprop",
+    "mi_estimate", "make_mi_step", "objective", "features", "fresh_mi_estimate", "prediction_information",
+    "MI_UPDATES", "METHOD",
 ]
+
+MI_UPDATES = ("simultaneous", "released", "combined")
+
+@dataclass
+class MIBackpropHParams:
+    """The released code's game (Ragonesi et al. 2021): Adam 1e-4 for every network, batches of 128, a T-only pass
+    before every epoch, the MI step at rate lr * lambda. Ours: k = 10 T steps per batch on the current batch's
+    features (the released code: 40 on fresh batches), both gradients at the same parameters (``mi_update``), and
+    the options marked as ours below."""
+
+    epochs: int = hparam(502, "training epochs (the released code runs 502)", positive=True)
+    mi_weight: float = hparam(1.0, "lambda, the weight of the MI penalty", flag="--lambda")
+    statistics_steps: int = hparam(10, "T updates per encoder update (k; the released code: 40)", positive=True)
+    warmup_epochs: int = hparam(1, "T-only epochs before training")
+    lr: float = hparam(1e-4, "Adam's learning rate for every network")
+    batch_size: int = hparam(128, "batch size", positive=True)
+    z_dim: int = hparam(64, "width of the features z", positive=True)
+    hidden: int = hparam(64, "tabular data: the encoder's hidden width", positive=True)
+    ema_decay: float | None = hparam(None, "MINE's moving-average correction, e.g. 0.99")
+    statistics_lr: float | None = hparam(None, "T's learning rate (default: lr; 0 holds T still)")
+    conditional: bool = hparam(False, "penalise I(z; c | y) instead of I(z; c) (our extension, not the paper's)")
+    fresh_statistics_batches: bool = hparam(
+        False, "T's k steps on fresh random batches (the released code), not the current batch")
+    statistics_pass_every_epoch: bool = hparam(
+        True, "a T-only pass before every epoch (the released code), not only before the first")
+    clamp_at_zero: bool = hparam(
+        False, "penalise max(I_hat, 0): negative estimates give the encoder no gradient (our option)")
+    mi_update: str = hparam(
+        "simultaneous", "simultaneous: both gradients at the same parameters, two Adams; released: the released "
+        "code's order (CE step, then MI at the new parameters); combined: one Adam on g_CE + lambda * clip(g_MI) "
+        "(our option)", choices=MI_UPDATES)
 
 
 def bias_code(s: torch.Tensor, num_values: int) -> torch.Tensor:
@@ -84,22 +112,22 @@ class MIBackpropModel(nn.Module):
         return self.statistics(c, z, shuffle_within(y) if self.conditional else None)
 
 
-def build_model(
-    data: BiasedDataset, *, z_dim: int = 64, hidden: int = 64, ema_decay: float | None = None,
-    conditional: bool = False,
-) -> MIBackpropModel:
+def build_model(data: BiasedDataset, hp: MIBackpropHParams | None = None, **overrides) -> MIBackpropModel:
     """The networks of the brief for a data set: images -> Kim's CNN; tabular -> MLP(hidden) with ReLU features.
 
-    The statistics network is MINE(c_dim, z_dim) with 3 layers of 64, c_dim = the width of the bias code.
+    The statistics network is MINE(c_dim, z_dim) with 3 layers of 64, c_dim = the width of the bias code. Reads
+    ``z_dim``, ``hidden``, ``ema_decay`` and ``conditional`` of ``hp``.
     """
+    hp = resolve(MIBackpropHParams, hp, overrides)
+    z_dim, hidden = hp.z_dim, hp.hidden
     if data.x.ndim == 4:
         encoder = KimEncoder(data.x.shape[1], z_dim)
     else:
         encoder = nn.Sequential(MLP(data.x[0].numel(), (hidden,), z_dim), nn.ReLU())
     bias_values = data.num_groups or int(data.s.max()) + 1
     c_dim = data.s.shape[1] if data.s.ndim == 2 else bias_values
-    return MIBackpropModel(encoder, nn.Linear(z_dim, data.num_classes), MINE(c_dim, z_dim, ema_decay=ema_decay),
-                           bias_values, conditional)
+    return MIBackpropModel(encoder, nn.Linear(z_dim, data.num_classes), MINE(c_dim, z_dim, ema_decay=hp.ema_decay),
+                           bias_values, hp.conditional)
 
 
 def objective(model: MIBackpropModel, x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, mi_weight: float) -> dict:
@@ -132,21 +160,19 @@ def clip_to_reference(gradients: list[torch.Tensor], reference: list[torch.Tenso
     return clipped
 
 
-MI_UPDATES = ("simultaneous", "released", "combined")
-
-
 def _statistics_adam(model: MIBackpropModel, lr: float, statistics_lr: float | None) -> torch.optim.Adam:
     # T's optimiser: its own rate if given (0 is a rate, T held still, not "unset"), else the encoder's
     return torch.optim.Adam(model.statistics.parameters(), lr=lr if statistics_lr is None else statistics_lr)
 
 
 def make_mi_step(
-    model: MIBackpropModel, *, mi_weight: float, statistics_steps: int = 10, lr: float = 1e-4,
-    statistics_lr: float | None = None, statistics_data: BiasedDataset | None = None,
-    statistics_optimizer: torch.optim.Optimizer | None = None, clamp_at_zero: bool = False,
-    mi_update: str = "simultaneous",
+    model: MIBackpropModel, hp: MIBackpropHParams | None = None, *, statistics_data: BiasedDataset | None = None,
+    statistics_optimizer: torch.optim.Optimizer | None = None, **overrides,
 ):
     """One batch of the game: one CE step and one clipped MI step on (f, g), then ``statistics_steps`` steps on T.
+
+    Reads ``mi_weight``, ``statistics_steps``, ``lr``, ``statistics_lr``, ``clamp_at_zero`` and ``mi_update`` of
+    ``hp`` (with ``overrides``).
 
     T's k steps: with ``statistics_data`` (the released code's way), each step draws a fresh random batch of it and
     computes its features with the current encoder (no gradients), so T learns the bound on the whole training
@@ -171,6 +197,9 @@ def make_mi_step(
 
     Nothing here reads a tensor back to the host: on a GPU a step is queued without waiting.
     """
+    hp = resolve(MIBackpropHParams, hp, overrides)
+    mi_weight, statistics_steps, lr, mi_update = hp.mi_weight, hp.statistics_steps, hp.lr, hp.mi_update
+    clamp_at_zero = hp.clamp_at_zero
     if mi_update not in MI_UPDATES:
         raise ValueError(f"mi_update must be one of {MI_UPDATES}, got {mi_update!r}.")
     if statistics_steps < 1:
@@ -184,7 +213,7 @@ def make_mi_step(
     separate = mi_weight > 0 and mi_update != "combined"
     mi_optimizer = torch.optim.Adam(encoder_params, lr=lr * mi_weight) if separate else None
     if statistics_optimizer is None:
-        statistics_optimizer = _statistics_adam(model, lr, statistics_lr)
+        statistics_optimizer = _statistics_adam(model, lr, hp.statistics_lr)
 
     def clipped_mi_gradients(terms: dict, ce_grads) -> list[torch.Tensor]:
         # only the encoder's gradient is asked for: the MI term must not train T towards *less* information
@@ -271,54 +300,9 @@ def mi_estimate(model: MIBackpropModel, data: BiasedDataset, batch_size: int = 1
     return float(torch.stack(values).mean())
 
 
-# the optimisation settings of the game (``chapter_protocol``'s "game"; the command line fills them when unset)
-GAME_OPTIONS = ("lr", "statistics_steps", "statistics_pass_every_epoch", "mi_update", "batch_size")
-
-
-def chapter_protocol(profile: str | None = None) -> dict:
-    """Chapter 2's settings per profile, shared by the chapter, the command line and ``benchmarks/quick_margins.py``.
-
-    Both profiles play the game as the released code does (``fit_mi_backprop``'s defaults: lr 1e-4, a T pass every
-    epoch, two Adams), with k = 10 T steps per batch. quick: 4,000 training images, 4 epochs, sigma^2 0.020 and
-    0.040, chosen by measurement on a CPU (lambda = 1 beats lambda = 0 on the random-colour test set on each of
-    seeds 0-4, ``benchmarks/results/quick_margins_mi_cpu_2026-11-24.txt``); full: all 60,000 images, the paper's
-    sigma^2 grid, 3 seeds, 3 epochs (at that scale the penalty lost to the baseline in our runs,
-    ``benchmarks/results/mi_60k_cpu_2026-11-24.jsonl``; chapter 2 asserts it). ``game`` holds the
-    ``fit_mi_backprop`` options every Coloured MNIST arm shares: its defaults, read from its signature so that the
-    two cannot drift apart.
-    """
-    defaults = inspect.signature(fit_mi_backprop).parameters
-    game = {key: defaults[key].default for key in GAME_OPTIONS}
-    return config.by_profile(
-        quick=dict(subsample=4000, test_subsample=1000, epochs=4, variances=(0.020, 0.040), seeds=(0,),
-                   sweep_lambdas=(3.0,), adult_epochs=3, game=game),
-        full=dict(subsample=None, test_subsample=None, epochs=3, variances=(0.020, 0.030, 0.040, 0.050),
-                  seeds=(0, 1, 2), sweep_lambdas=(0.3, 3.0, 10.0), adult_epochs=20, game=game),
-        name=profile,
-    )
-
-
-def fit_mi_backprop(
-    train: BiasedDataset,
-    *,
-    epochs: int,
-    mi_weight: float = 1.0,
-    statistics_steps: int = 10,
-    warmup_epochs: int = 1,
-    lr: float = 1e-4,
-    batch_size: int = 128,
-    ema_decay: float | None = None,
-    statistics_lr: float | None = None,
-    conditional: bool = False,
-    fresh_statistics_batches: bool = False,
-    statistics_pass_every_epoch: bool = True,
-    clamp_at_zero: bool = False,
-    mi_update: str = "simultaneous",
-    test: BiasedDataset | None = None,
-    seed: int = 0,
-    device=None,
-    progress: bool | None = None,
-):
+def fit_mi_backprop(train: BiasedDataset, hp: MIBackpropHParams | None = None, *, val: BiasedDataset | None = None,
+                    test: BiasedDataset | None = None, seed: int = 0, device=None, progress: bool | None = None,
+                    **overrides):
     """Train encoder + classifier against the statistics network; returns ``(model, history)``.
 
     ``warmup_epochs`` passes of T-only updates come first; ``statistics_pass_every_epoch`` adds one before every
@@ -326,23 +310,22 @@ def fit_mi_backprop(
     schedule; see ``make_mi_step``). ``conditional`` penalises I(z; c | y) instead of I(z; c) and ``clamp_at_zero``
     penalises max(I_hat, 0): both our options, not the paper's. ``mi_update``: see ``make_mi_step``
     (``"released"`` with ``statistics_steps`` up to 40 and ``fresh_statistics_batches`` is the released schedule).
-    With ``test``, the history also records the test accuracy after each epoch, for the training curves only:
-    nothing is selected on it.
-    Defaults: the released code's batch 128, lr 1e-4 for every network and a T-only pass before every epoch, with
-    k = 10 T steps per batch (the released code: 40) on the current batch's features (the released code: fresh
-    batches). At lr 1e-3 the same game left every penalised model at or below its baseline in our runs (see
-    ``chapter_protocol``).
+    With ``test`` (or ``val``), the history also records its accuracy after each epoch (as ``test_accuracy``), for
+    the training curves only: nothing is selected on it. At lr 1e-3 the same game left every penalised model at or
+    below its baseline in our runs (chapter 2).
     """
+    hp = resolve(MIBackpropHParams, hp, overrides)
     config.seed_everything(seed)
     device = torch.device(device) if device is not None else config.device()
-    model = build_model(train, ema_decay=ema_decay, conditional=conditional).to(device)
+    model = build_model(train, hp).to(device)
     train = train.to(device)
-    common = dict(batch_size=min(batch_size, len(train)), device=device, progress=progress)
-    statistics_optimizer = _statistics_adam(model, lr, statistics_lr)
+    common = dict(batch_size=min(hp.batch_size, len(train)), device=device, progress=progress)
+    statistics_optimizer = _statistics_adam(model, hp.lr, hp.statistics_lr)
     statistics_step = make_statistics_step(model, statistics_optimizer)
-    if warmup_epochs:
-        fit(model, train, statistics_step, epochs=warmup_epochs, desc="mi/statistics", **common)
+    if hp.warmup_epochs:
+        fit(model, train, statistics_step, epochs=hp.warmup_epochs, desc="mi/statistics", **common)
     validate = None
+    test = test if test is not None else val
     if test is not None:
         test = test.to(device)
         validate = lambda: {"test_accuracy": metrics.accuracy(test.y, predict(model, test))}  # noqa: E731
@@ -350,26 +333,17 @@ def fit_mi_backprop(
     def statistics_pass(epoch: int, row: dict) -> None:  # the released code: a T-only pass before every epoch
         fit(model, train, statistics_step, epochs=1, **{**common, "progress": False})
 
-    step = make_mi_step(
-        model, mi_weight=mi_weight, statistics_steps=statistics_steps, lr=lr,
-        statistics_data=train if fresh_statistics_batches else None, statistics_optimizer=statistics_optimizer,
-        clamp_at_zero=clamp_at_zero, mi_update=mi_update,
-    )
-    history = fit(model, train, step, epochs=epochs, validate=validate,
-                  on_epoch_end=statistics_pass if statistics_pass_every_epoch else None,
-                  desc=f"mi lambda={mi_weight:g}", **common)
+    step = make_mi_step(model, hp, statistics_data=train if hp.fresh_statistics_batches else None,
+                        statistics_optimizer=statistics_optimizer)
+    history = fit(model, train, step, epochs=hp.epochs, validate=validate,
+                  on_epoch_end=statistics_pass if hp.statistics_pass_every_epoch else None,
+                  desc=f"mi lambda={hp.mi_weight:g}", **common)
     return model, history
 
 
-@torch.no_grad()
 def features(model: MIBackpropModel, data: BiasedDataset, batch_size: int = 2048) -> torch.Tensor:
-    """The encoder's features z for every sample of ``data``, in order: (N, z_dim)."""
-    was_training = model.training
-    model.eval()
-    data = data.to(model_device(model))
-    z = torch.cat([model.encoder(batch.x) for batch in data.batches(batch_size)])
-    model.train(was_training)
-    return z
+    """The encoder's features z for every sample of ``data``, in order: (N, z_dim), on the model's device."""
+    return outputs(model, data.to(model_device(model)), model.encoder, batch_size)
 
 
 def prediction_information(model: MIBackpropModel, data: BiasedDataset) -> float:
@@ -424,107 +398,14 @@ def fresh_mi_estimate(model: MIBackpropModel, data: BiasedDataset, *, steps: int
     return float(torch.stack(values).mean())
 
 
-def evaluate(model: MIBackpropModel, train: BiasedDataset, test: BiasedDataset, *, fresh_statistics_steps: int = 0
-             ) -> dict:
-    """Test metrics (``fairlab.metrics.summary``), the final MI estimate on the training set, and two audits.
-
-    ``mi_floor`` is ``prediction_information`` on the training set, what the MI estimate cannot honestly fall
-    below. ``bias_probe_accuracy`` (with ``bias_probe_chance`` beside it) is ``metrics.probe_accuracy``: a fresh
-    linear classifier trained to read the bias group from the *test* features. It answers what the training-time
-    adversary cannot: is the bias still in z? On Kim's test set the colour is drawn independently of the digit, so
-    whatever the probe finds above chance is colour information, not the label leaking through.
-    With ``fresh_statistics_steps`` > 0, ``mi_fresh_estimate`` is ``fresh_mi_estimate`` on the training set: the
-    estimate of a statistics network trained afresh on the final, frozen features.
-    """
-    test = test.to(model_device(model))
-    result = metrics.summary(test.y, predict(model, test), sensitive_features=test.group, aligned=test.aligned)
-    result["mi_estimate"] = mi_estimate(model, train)
-    result["mi_floor"] = prediction_information(model, train)
-    probe = metrics.probe_accuracy(features(model, test), test.group)
-    result.update(bias_probe_accuracy=probe["accuracy"], bias_probe_chance=probe["chance"])
-    if fresh_statistics_steps:
-        result["mi_fresh_estimate"] = fresh_mi_estimate(model, train, steps=fresh_statistics_steps)
-    return result
+def _summary(model, history, *, train, test, hp, **_) -> dict:
+    return {"epochs": len(history), "lambda": hp.mi_weight, "statistics_steps": hp.statistics_steps,
+            "conditional": hp.conditional, "mi_estimate": mi_estimate(model, train)}
 
 
-def kim_sweep(variances, arms, seeds, *, subsample=None, test_subsample=None, trained=None, **fit_kwargs
-              ) -> pd.DataFrame:
-    """Train on Kim's Coloured MNIST for every (sigma^2, arm, seed); one row of test metrics (``evaluate``) per run.
-
-    ``arms``: a list of lambdas, or ``{name: options}`` where options are ``fit_mi_backprop`` arguments for that
-    arm (e.g. ``{"baseline": {"mi_weight": 0}, "MI": {"mi_weight": 1}}``); ``fit_kwargs`` are shared by all arms.
-    ``trained``: ``{(sigma^2, arm, seed): (model, history)}`` for runs already made with the same options (they are
-    evaluated, not trained again; their seconds are the history's). Rows carry ``arm`` (the name, or the lambda as
-    text) and ``lambda``.
-    """
-    trained = trained or {}
-    if not isinstance(arms, dict):
-        arms = {f"{weight:g}": {"mi_weight": weight} for weight in arms}
-    rows = []
-    for variance in variances:
-        for seed in seeds:
-            train = coloured_mnist("kim", "train", colour_variance=variance, seed=seed, subsample=subsample)
-            test = coloured_mnist("kim", "test", colour_variance=variance, seed=seed, subsample=test_subsample)
-            for arm, options in arms.items():
-                start = time.perf_counter()
-                run_options = {**fit_kwargs, **options}
-                reused = trained.get((variance, arm, seed))
-                model = reused[0] if reused else fit_mi_backprop(train, seed=seed, **run_options)[0]
-                mi_weight = run_options.get("mi_weight", 1.0)  # fit_mi_backprop's default
-                row = {"colour_variance": variance, "arm": arm, "lambda": mi_weight, "seed": seed,
-                       **evaluate(model, train, test)}
-                row["seconds"] = float(reused[1]["seconds"].sum()) if reused else time.perf_counter() - start
-                rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def add_cli_arguments(parser) -> None:
-    parser.add_argument("--lambda", dest="mi_weight", type=float, default=1.0, help="weight of the MI penalty")
-    parser.add_argument("--statistics-steps", type=int, default=None,
-                        help="T updates per encoder update (k; default: chapter 2's protocol, 10)")
-    parser.add_argument("--warmup-epochs", type=int, default=1, help="T-only epochs before training")
-    parser.add_argument("--ema-decay", type=float, default=None, help="MINE's moving-average correction, e.g. 0.99")
-    parser.add_argument("--lr", type=float, default=None, help="default: chapter 2's protocol, 1e-4")
-    parser.add_argument("--statistics-lr", type=float, default=None, help="T's learning rate (default: --lr)")
-    parser.add_argument("--fresh-statistics-batches", action="store_true",
-                        help="T's k steps on fresh random batches (the released code), not the current batch")
-    parser.add_argument("--statistics-pass-every-epoch", action=argparse.BooleanOptionalAction, default=None,
-                        help="a T-only pass before every epoch (the released code, and the default), not only "
-                        "before the first")
-    parser.add_argument("--clamp-at-zero", action="store_true",
-                        help="penalise max(I_hat, 0): negative estimates give the encoder no gradient (our option)")
-    parser.add_argument("--mi-update", choices=MI_UPDATES, default=None,
-                        help="default: simultaneous (both gradients at the same parameters, two Adams); "
-                        "released: the released code's order (CE step, then MI at the new parameters); "
-                        "combined: one Adam on g_CE + lambda * clip(g_MI) (our option)")
-    parser.add_argument("--conditional", action="store_true",
-                        help="penalise I(z; c | y) instead of I(z; c) (our extension, not the paper's)")
-
-
-def cli_defaults(args) -> None:
-    """Fill the options left unset with chapter 2's protocol for the profile (before the data is loaded): the
-    game's settings, the epochs, and on Kim's Coloured MNIST the quick profile's training subset."""
-    from fairlab.cli import fill_unset
-
-    protocol = chapter_protocol(args.profile)
-    fill_unset(args, **protocol["game"], epochs=protocol["epochs"])
-    if args.dataset == "cmnist-kim":
-        fill_unset(args, subsample=protocol["subsample"])
-
-
-def cli_run(args, train: BiasedDataset, test: BiasedDataset):
-    model, history = fit_mi_backprop(
-        train, epochs=args.epochs, mi_weight=args.mi_weight, statistics_steps=args.statistics_steps,
-        warmup_epochs=args.warmup_epochs, lr=args.lr, batch_size=args.batch_size, ema_decay=args.ema_decay,
-        statistics_lr=args.statistics_lr, conditional=args.conditional,
-        fresh_statistics_batches=args.fresh_statistics_batches,
-        statistics_pass_every_epoch=args.statistics_pass_every_epoch, clamp_at_zero=args.clamp_at_zero,
-        mi_update=args.mi_update, seed=args.seed,
-    )
-    predictions = predict(model, test)
-    extras = {
-        "epochs": len(history), "lambda": args.mi_weight, "statistics_steps": args.statistics_steps,
-        "conditional": args.conditional,
-        "mi_estimate": mi_estimate(model, train),
-    }
-    return predictions, extras
+METHOD = Method(
+    name="mi", hparams=MIBackpropHParams, fit=fit_mi_backprop, predict=predict, representation=features,
+    needs=("y", "s"), datasets=("cmnist-kim", "cmnist-lff", "cmnist-nifr", "cmnist-binary", "adult"),
+    summary=_summary,
+    description="Mutual-information backpropagation: penalise a MINE estimate of I(features; bias).",
+)

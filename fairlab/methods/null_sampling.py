@@ -21,12 +21,13 @@ cVAE (``cvae_loss``), encoder q(z | x) = N(mu, sigma^2), decoder g(z, s):
     null-sample x_u = g(mu, 0),  bias sample x_b = g(0, onehot(s))  (the latter: our counterpart of f^-1([0, z_b]))
 
 The gradient-reversal layer (GRL) makes the adversaries minimise their cross-entropy while the encoder maximises it.
-Every setting of both profiles is in ``settings``; the command line and the chapter read it from there.
+The chapter's settings per profile are ``fairlab.protocols.protocol("null_sampling")``; its sweeps are in
+``fairlab.experiments.null_sampling``.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 
 import pandas as pd
 import torch
@@ -34,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairlab import config, metrics
-from fairlab.data import adult, coloured_mnist
 from fairlab.data.base import Batch, BiasedDataset
+from fairlab.methods.base import Method, hparam, resolve
 from fairlab.models import MLP
 from fairlab.models.adversary import AdversaryEnsemble, grad_reverse
 from fairlab.models.cvae import ConditionalVAE, gated_conv_cvae, mlp_cvae
@@ -45,57 +46,67 @@ from fairlab.models.flow import (
 from fairlab.models.vae import kl_to_standard_normal, reparameterise
 from fairlab.train import autocast, fit, make_step, model_device, predict
 
-# The authors' Coloured MNIST results (the method brief): accuracy (HGR) against the colour variance.
-PUBLISHED_CMNIST = {
-    0.00: {"cflow": (0.9534, 0.069), "cvae": (0.9909, 0.058), "cnn": (0.1084, 1.00)},
-    0.01: {"cflow": (0.9421, 0.097), "cvae": (0.9893, 0.057), "cnn": (0.2407, 0.99)},
-    0.02: {"cflow": (0.9528, 0.093), "cvae": (0.9875, 0.058), "cnn": (0.3830, 0.89)},
-    0.03: {"cflow": (0.9681, 0.079), "cvae": (0.9477, 0.141), "cnn": (0.5243, 0.77)},
-    0.04: {"cflow": (0.9376, 0.114), "cvae": (0.9511, 0.137), "cnn": (0.6394, 0.54)},
-    0.05: {"cflow": (0.9536, 0.085), "cvae": (0.9596, 0.094), "cnn": (0.8180, 0.33)},
-}
-# Adult at eta = 1: accuracy and DP difference (the brief); "cnn" is the authors' MLP baseline.
-PUBLISHED_ADULT = {"cflow": (0.781, 0.106), "cvae": (0.786, 0.049), "cnn": (0.751, 0.182)}
-
 QUANTISATION_LEVELS = 32  # the nifr Coloured MNIST is 5-bit: bits/dim counts the 32 bins of each value
 
 
-def settings(profile: str | None = None) -> dict:
-    """Every size and schedule of both profiles, in one place (the command line and the chapter use it).
+@dataclass
+class DownstreamHParams:
+    """The fresh classifier trained on null-samples (the same one on the raw data for the baseline)."""
 
-    full: the published protocol. quick: sizes chosen by measurement so the chapter runs in minutes on 2 CPU cores
-    and still shows the effect (smaller networks, fewer steps, subsampled sets).
-    """
-    on_gpu = config.device().type == "cuda"  # bf16 autocast where it pays: on a GPU
-    return config.by_profile(
-        quick=dict(
-            representative=6_000, train=6_000, test=3_000,  # images kept (None: all)
-            # a much smaller flow and far fewer steps: on a CPU this shows the machinery, not the result
-            cflow=dict(levels=3, blocks=2, width=16, bias_dims=6, iterations=150, batch_size=64, lr=1e-3,
-                       w_adv=0.01, adversaries=1, adversary_width=64),
-            # fully connected in place of the gated convolutions (5x cheaper on a CPU); with ~900 steps instead
-            # of ~9,000 the published beta = 0.01, w_adv = 1 let the adversary lose: a stronger KL and adversary
-            cvae=dict(architecture="mlp", channels=256, latent_channels=32, epochs=10, batch_size=64, lr=3e-3,
-                      beta=0.1, w_adv=10.0, adversaries=1, adversary_width=64),
-            downstream=dict(architecture="mlp", epochs=5, lr=1e-3, batch_size=64),
-            variances=(0.02, 0.05), cflow_variances=(0.02,), seeds=(0,),
-            adult=dict(etas=(0.0, 0.5, 1.0), flow_blocks=4, flow_width=64, iterations=300, epochs=5,
-                       downstream_epochs=5),
-        ),
-        full=dict(
-            representative=None, train=None, test=None,
-            cflow=dict(levels=3, blocks=24, width=512, bias_dims=6, iterations=26_000, batch_size=256, lr=3e-4,
-                       w_adv=0.01, adversaries=3, adversary_width=512, bf16=on_gpu),
-            cvae=dict(levels=4, channels=32, latent_channels=64, epochs=50, batch_size=128, lr=1e-3, beta=0.01,
-                      w_adv=1.0, adversaries=3, adversary_width=512, bf16=on_gpu),
-            downstream=dict(architecture="conv", epochs=40, lr=1e-3, batch_size=256, width=32, bf16=on_gpu),
-            # one seed keeps the chapter near 20 minutes on one H100 (the cFlow schedule alone is most of it)
-            variances=(0.0, 0.01, 0.02, 0.03, 0.04, 0.05), cflow_variances=(0.02,), seeds=(0,),
-            adult=dict(etas=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0), flow_blocks=8, flow_width=256, iterations=5_000,
-                       epochs=50, downstream_epochs=40),
-        ),
-        name=profile,
-    )
+    downstream_architecture: str = hparam("conv", "images: conv (DownstreamCNN) or mlp (two hidden layers of 128)",
+                                          choices=("conv", "mlp"))
+    downstream_epochs: int = hparam(40, "the downstream classifier's epochs", positive=True)
+    downstream_lr: float = hparam(1e-3, "the downstream classifier's learning rate")
+    downstream_batch_size: int = hparam(256, "the downstream classifier's batch size", positive=True)
+    downstream_width: int = hparam(32, "the DownstreamCNN's base width", positive=True)
+
+
+@dataclass
+class CFlowHParams(DownstreamHParams):
+    """The published cFlow on Coloured MNIST (Kehrenberg et al. 2020): 3 levels of 24 Glow blocks of width 512,
+    |z_b| = 6, about 26,000 RAdam steps of 256 at 3e-4, adversary weight 0.01, three adversaries of width 512."""
+
+    levels: int = hparam(3, "images: multi-scale levels", positive=True)
+    blocks: int = hparam(24, "coupling blocks (per level for images)", positive=True)
+    width: int = hparam(512, "width of the coupling networks", positive=True)
+    bias_dims: int = hparam(6, "size of z_b", positive=True)
+    iterations: int = hparam(26_000, "training steps (rounded up to whole epochs)", positive=True)
+    batch_size: int = hparam(256, "batch size", positive=True)
+    lr: float = hparam(3e-4, "RAdam's learning rate")
+    w_adv: float = hparam(0.01, "weight of the adversaries' loss")
+    adversaries: int = hparam(3, "adversaries reading [z_u, 0]", positive=True)
+    adversary_width: int = hparam(512, "the adversaries' hidden width", positive=True)
+    bf16: bool = hparam(False, "bf16 autocast (GPU)")
+    compile: bool = hparam(False, "torch.compile the loss")
+    channels_last: bool | None = hparam(None, "NHWC activations (default: on CUDA)")
+
+
+@dataclass
+class CVAEHParams(DownstreamHParams):
+    """The published cVAE on Coloured MNIST: gated convolutions, 4 levels of 32 channels, a latent of 64 channels,
+    50 epochs of 128 at 1e-3, beta = 0.01, adversary weight 1, three adversaries of width 512."""
+
+    architecture: str = hparam("conv", "images: gated convolutions (conv) or fully connected (mlp)",
+                               choices=("conv", "mlp"))
+    levels: int = hparam(4, "conv: levels of the gated-conv encoder", positive=True)
+    channels: int = hparam(32, "conv: channels; mlp: the hidden width", positive=True)
+    latent_channels: int = hparam(64, "conv: latent channels; mlp: the latent size", positive=True)
+    epochs: int = hparam(50, "training epochs", positive=True)
+    batch_size: int = hparam(128, "batch size", positive=True)
+    lr: float = hparam(1e-3, "RAdam's learning rate")
+    beta: float = hparam(0.01, "weight of the KL term")
+    w_adv: float = hparam(1.0, "weight of the adversaries' loss")
+    adversaries: int = hparam(3, "adversaries reading z", positive=True)
+    adversary_width: int = hparam(512, "the adversaries' hidden width", positive=True)
+    bf16: bool = hparam(False, "bf16 autocast (GPU)")
+    compile: bool = hparam(False, "torch.compile the loss")
+    channels_last: bool | None = hparam(None, "NHWC activations (default: on CUDA)")
+
+
+def downstream_options(hp=None) -> dict:
+    """``fit_downstream``'s options from a method's hyperparameters (default: the published ones)."""
+    hp = hp or DownstreamHParams()
+    return {f.name.removeprefix("downstream_"): getattr(hp, f.name) for f in fields(DownstreamHParams)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -131,9 +142,11 @@ class CVAE(nn.Module):
         self.vae, self.adversary = vae, adversary
 
 
-def build_cflow(data: BiasedDataset, *, levels: int = 3, blocks: int = 24, width: int = 512, bias_dims: int = 6,
-                adversaries: int = 3, adversary_width: int = 512, seed: int = 0, **_) -> CFlow:
+def build_cflow(data: BiasedDataset, hp: CFlowHParams | None = None, *, seed: int = 0, **overrides) -> CFlow:
     """The cFlow for a data set: the multi-scale image flow, or a coupling flow for feature vectors."""
+    hp = resolve(CFlowHParams, hp, overrides)
+    levels, blocks, width, bias_dims = hp.levels, hp.blocks, hp.width, hp.bias_dims
+    adversaries, adversary_width = hp.adversaries, hp.adversary_width
     shape = tuple(data.x.shape[1:])
     if len(shape) == 3:
         flow = MultiScaleFlow(shape, levels=levels, blocks=blocks, width=width, bias_dims=bias_dims, seed=seed)
@@ -146,11 +159,12 @@ def build_cflow(data: BiasedDataset, *, levels: int = 3, blocks: int = 24, width
     return CFlow(flow, adversary, centre)
 
 
-def build_cvae(data: BiasedDataset, *, architecture: str = "conv", levels: int = 4, channels: int = 32,
-               latent_channels: int = 64, adversaries: int = 3, adversary_width: int = 512, seed: int = 0,
-               **_) -> CVAE:
+def build_cvae(data: BiasedDataset, hp: CVAEHParams | None = None, *, seed: int = 0, **overrides) -> CVAE:
     """The cVAE for a data set: the gated-conv cVAE for images (``architecture="conv"``), otherwise a fully
     connected one (``channels`` = the hidden width, ``latent_channels`` = the latent size)."""
+    hp = resolve(CVAEHParams, hp, overrides)
+    architecture, levels, channels, latent_channels = hp.architecture, hp.levels, hp.channels, hp.latent_channels
+    adversaries, adversary_width = hp.adversaries, hp.adversary_width
     shape = tuple(data.x.shape[1:])
     if len(shape) == 3 and architecture == "conv":
         vae = gated_conv_cvae(shape, data.num_groups, levels=levels, channels=channels,
@@ -189,7 +203,7 @@ class DownstreamCNN(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 # Objectives: the lines follow the equations of the module docstring
 # ---------------------------------------------------------------------------------------------------------------
-def cflow_loss(model: CFlow, batch: Batch, *, w_adv: float = 0.01) -> dict:
+def cflow_loss(model: CFlow, batch: Batch, *, w_adv: float) -> dict:
     z, logdet = model.encode(batch.x)  # (B, D), (B,)
     dims = z.shape[1]
     nll = -(standard_normal_log_prob(z) + logdet).mean() / dims  # nats per dimension
@@ -205,7 +219,7 @@ def cflow_loss(model: CFlow, batch: Batch, *, w_adv: float = 0.01) -> dict:
     }
 
 
-def cvae_loss(model: CVAE, batch: Batch, *, beta: float = 0.01, w_adv: float = 1.0) -> dict:
+def cvae_loss(model: CVAE, batch: Batch, *, beta: float, w_adv: float) -> dict:
     vae = model.vae
     mean, logvar = vae.encode(batch.x)
     z = reparameterise(mean, logvar)
@@ -249,12 +263,8 @@ def _train_generative(model, representative, loss_fn, *, epochs, batch_size, lr,
     return history
 
 
-def fit_cflow(
-    representative: BiasedDataset, *, levels: int = 3, blocks: int = 24, width: int = 512, bias_dims: int = 6,
-    iterations: int = 26_000, batch_size: int = 256, lr: float = 3e-4, w_adv: float = 0.01, adversaries: int = 3,
-    adversary_width: int = 512, seed: int = 0, device=None, bf16: bool = False, compile: bool = False,
-    channels_last: bool | None = None, progress: bool | None = None,
-) -> tuple[CFlow, pd.DataFrame]:
+def fit_cflow(representative: BiasedDataset, hp: CFlowHParams | None = None, *, seed: int = 0, device=None,
+              progress: bool | None = None, **overrides) -> tuple[CFlow, pd.DataFrame]:
     """Train the cFlow on the representative set (x and s only); returns ``(model, history)``, model in eval mode.
 
     ``iterations`` is rounded up to whole epochs of the shared loop (the published schedule: about 26,000 steps
@@ -262,37 +272,32 @@ def fit_cflow(
     ``channels_last`` (default: on CUDA) stores activations NHWC for the tensor cores, ``compile`` wraps the loss
     in ``torch.compile``.
     """
+    hp = resolve(CFlowHParams, hp, overrides)
     config.seed_everything(seed)
-    model = build_cflow(representative, levels=levels, blocks=blocks, width=width, bias_dims=bias_dims,
-                        adversaries=adversaries, adversary_width=adversary_width, seed=seed)
-    epochs = max(1, math.ceil(iterations / representative.num_batches(batch_size, drop_last=True)))
+    model = build_cflow(representative, hp, seed=seed)
+    epochs = max(1, math.ceil(hp.iterations / representative.num_batches(hp.batch_size, drop_last=True)))
     device = torch.device(device) if device is not None else config.device()
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    channels_last = device.type == "cuda" if hp.channels_last is None else hp.channels_last
     history = _train_generative(
-        model, _without_labels(representative), lambda m, b: cflow_loss(m, b, w_adv=w_adv), epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed, device=device, bf16=bf16, compile=compile,
+        model, _without_labels(representative), lambda m, b: cflow_loss(m, b, w_adv=hp.w_adv), epochs=epochs,
+        batch_size=hp.batch_size, lr=hp.lr, seed=seed, device=device, bf16=hp.bf16, compile=hp.compile,
         channels_last=channels_last, progress=progress, desc="cflow",
     )
     return model, history
 
 
-def fit_cvae(
-    representative: BiasedDataset, *, architecture: str = "conv", levels: int = 4, channels: int = 32,
-    latent_channels: int = 64, epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, beta: float = 0.01,
-    w_adv: float = 1.0, adversaries: int = 3, adversary_width: int = 512, seed: int = 0, device=None,
-    bf16: bool = False, compile: bool = False, channels_last: bool | None = None, progress: bool | None = None,
-) -> tuple[CVAE, pd.DataFrame]:
+def fit_cvae(representative: BiasedDataset, hp: CVAEHParams | None = None, *, seed: int = 0, device=None,
+             progress: bool | None = None, **overrides) -> tuple[CVAE, pd.DataFrame]:
     """Train the cVAE on the representative set (x and s only); returns ``(model, history)``, model in eval mode."""
+    hp = resolve(CVAEHParams, hp, overrides)
     config.seed_everything(seed)
-    model = build_cvae(representative, architecture=architecture, levels=levels, channels=channels,
-                       latent_channels=latent_channels, adversaries=adversaries, adversary_width=adversary_width,
-                       seed=seed)
+    model = build_cvae(representative, hp, seed=seed)
     device = torch.device(device) if device is not None else config.device()
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    channels_last = device.type == "cuda" if hp.channels_last is None else hp.channels_last
     history = _train_generative(
-        model, _without_labels(representative), lambda m, b: cvae_loss(m, b, beta=beta, w_adv=w_adv),
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, bf16=bf16, compile=compile,
-        channels_last=channels_last, progress=progress, desc="cvae",
+        model, _without_labels(representative), lambda m, b: cvae_loss(m, b, beta=hp.beta, w_adv=hp.w_adv),
+        epochs=hp.epochs, batch_size=hp.batch_size, lr=hp.lr, seed=seed, device=device, bf16=hp.bf16,
+        compile=hp.compile, channels_last=channels_last, progress=progress, desc="cvae",
     )
     return model, history
 
@@ -352,10 +357,10 @@ def null_sample_dataset(model: CFlow | CVAE, data: BiasedDataset, batch_size: in
 # ---------------------------------------------------------------------------------------------------------------
 # Evaluation with a fresh downstream classifier
 # ---------------------------------------------------------------------------------------------------------------
-def fit_downstream(train: BiasedDataset, *, architecture: str = "conv", epochs: int = 40, lr: float = 1e-3,
-                   batch_size: int = 256, width: int = 32, seed: int = 0, device=None, bf16: bool = False,
-                   progress: bool | None = None) -> nn.Module:
-    """A fresh classifier of y, Adam, fixed epochs (no validation set: the protocol has none).
+def fit_downstream(train: BiasedDataset, *, architecture: str, epochs: int, lr: float, batch_size: int, width: int,
+                   seed: int = 0, device=None, bf16: bool = False, progress: bool | None = None) -> nn.Module:
+    """A fresh classifier of y, Adam, fixed epochs (no validation set: the protocol has none). The options are
+    ``downstream_options(hp)``'s.
 
     Images: ``DownstreamCNN`` (``architecture="conv"``) or an MLP with two hidden layers of 128 (``"mlp"``, the
     quick profile's CPU-sized stand-in); feature vectors: an MLP with one hidden layer of 64.
@@ -377,183 +382,66 @@ def fit_downstream(train: BiasedDataset, *, architecture: str = "conv", epochs: 
     return model.eval()
 
 
-def evaluate(model: CFlow | CVAE | None, train: BiasedDataset, test: BiasedDataset, *, seed: int = 0,
-             progress: bool | None = None, **downstream) -> dict:
-    """The published evaluation: null-sample the biased training set and the test set (``model=None``: the raw
-    data, the baseline), train a fresh downstream classifier on the former, test on the latter.
+class NullSamplingModel(nn.Module):
+    """The trained pipeline: the generative model that null-samples, and the classifier trained on null-samples."""
 
-    Returns ``metrics.summary`` (accuracy, dp, hgr, ...) plus TPR/TNR differences, per-group accuracy
-    (``accuracy_s=<g>``) and ``predictions`` (the test predictions, a tensor).
-    """
-    if model is not None:
-        train, test = null_sample_dataset(model, train), null_sample_dataset(model, test)
-    classifier = fit_downstream(train, seed=seed, progress=progress, **downstream)
-    predictions = predict(classifier, test)
-    result = metrics.summary(test.y, predictions, sensitive_features=test.group, aligned=test.aligned)
-    result["tpr_difference"] = metrics.true_positive_rate_difference(test.y, predictions,
-                                                                     sensitive_features=test.group)
-    result["tnr_difference"] = metrics.true_negative_rate_difference(test.y, predictions,
-                                                                     sensitive_features=test.group)
-    by_group = metrics.group_accuracies(test.y, predictions, groups=test.group)
-    result.update({f"accuracy_s={g}": float(a) for g, a in by_group.items()})
-    result["predictions"] = predictions
-    return result
+    def __init__(self, generative: CFlow | CVAE, classifier: nn.Module):
+        super().__init__()
+        self.generative, self.classifier = generative, classifier
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Experiments: the chapter's sweeps
-# ---------------------------------------------------------------------------------------------------------------
-def cmnist_splits(colour_variance: float, seed: int = 0, profile: str | None = None) -> dict:
-    """The three nifr Coloured MNIST splits at one colour variance, subsampled as the profile says."""
-    cfg = settings(profile)
-    return {
-        split: coloured_mnist("nifr", split, colour_variance=colour_variance, seed=seed, subsample=cfg[key])
-        for split, key in (("representative", "representative"), ("train", "train"), ("test", "test"))
-    }
+def _fit(fit_generative, hparams_type):
+    def fit_null_sampling(train: BiasedDataset, hp=None, *, representative: BiasedDataset | None = None,
+                          val: BiasedDataset | None = None, seed: int = 0, device=None, progress: bool | None = None,
+                          **overrides):
+        """Null-sampling end to end: the generative model on ``representative`` (x and s; s independent of y),
+        then a fresh downstream classifier on the null-samples of ``train`` (``val`` is not used: the protocol
+        selects nothing). Returns ``(NullSamplingModel, the generative model's history)``."""
+        hp = resolve(hparams_type, hp, overrides)
+        if representative is None:
+            raise ValueError("null-sampling trains its generative model on a representative set (x and s, with s "
+                             "independent of y): pass representative=<that BiasedDataset>.")
+        generative, history = fit_generative(representative, hp, seed=seed, device=device, progress=progress)
+        classifier = fit_downstream(null_sample_dataset(generative, train), seed=seed, device=device, bf16=hp.bf16,
+                                    progress=progress, **downstream_options(hp))
+        return NullSamplingModel(generative, classifier), history
+
+    return fit_null_sampling
 
 
-def run_cmnist(method: str, colour_variance: float, seed: int = 0, *, profile: str | None = None,
-               splits: dict | None = None, device=None, progress: bool | None = None, **overrides):
-    """One run on Coloured MNIST: ``method`` in {"cflow", "cvae", "cnn"} (cnn: the raw-data baseline).
-
-    Returns ``(result dict, model or None, history or None)``; ``overrides`` replace the profile's settings of the
-    generative model (e.g. ``iterations=1000``).
-    """
-    cfg = settings(profile)
-    splits = splits or cmnist_splits(colour_variance, seed, profile)
-    model = history = None
-    if method in ("cflow", "cvae"):
-        fit_fn = fit_cflow if method == "cflow" else fit_cvae
-        model, history = fit_fn(splits["representative"], seed=seed, device=device, progress=progress,
-                                **{**cfg[method], **overrides})
-    elif method != "cnn":
-        raise ValueError(f"method must be 'cflow', 'cvae' or 'cnn', got {method!r}.")
-    result = evaluate(model, splits["train"], splits["test"], seed=seed, device=device, progress=progress,
-                      **cfg["downstream"])
-    result.update(method=method, colour_variance=colour_variance, seed=seed)
-    return result, model, history
+fit_cflow_pipeline = _fit(fit_cflow, CFlowHParams)
+fit_cvae_pipeline = _fit(fit_cvae, CVAEHParams)
 
 
-def sweep_cmnist(profile: str | None = None, device=None, progress: bool | None = None,
-                 splits: dict | None = None):
-    """cVAE and the raw-data CNN at every colour variance of the profile, cFlow at ``cflow_variances``; every seed.
-
-    ``splits``: splits already built with ``cmnist_splits``, keyed by ``(colour_variance, seed)``; they are used
-    instead of building them again (building the three splits takes a while on a CPU).
-
-    Returns ``(runs, models)``: one row per run (method, colour_variance, seed, accuracy, hgr, dp, ...), and the
-    trained generative models of the first seed, keyed by (method, colour_variance), for the figures.
-    """
-    cfg = settings(profile)
-    rows, models = [], {}
-    known = splits or {}
-    for seed in cfg["seeds"]:
-        for variance in cfg["variances"]:
-            variance_splits = known.get((variance, seed)) or cmnist_splits(variance, seed, profile)
-            methods = ["cnn", "cvae"] + (["cflow"] if variance in cfg["cflow_variances"] else [])
-            for method in methods:
-                result, model, _ = run_cmnist(method, variance, seed, profile=profile, splits=variance_splits,
-                                              device=device, progress=progress)
-                result.pop("predictions")
-                rows.append(result)
-                if model is not None and seed == cfg["seeds"][0]:
-                    models[method, variance] = model
-    return pd.DataFrame(rows), models
+def predict_null_sampled(model: NullSamplingModel, data: BiasedDataset) -> torch.Tensor:
+    """The downstream classifier's predictions on the null-samples of ``data``: (N,) on the data's device."""
+    return predict(model.classifier, null_sample_dataset(model.generative, data))
 
 
-def signature_grid(model: CFlow | CVAE, data: BiasedDataset, n: int = 10) -> tuple[torch.Tensor, list[str]]:
-    """The chapter's signature figure for the first ``n`` images: rows original | reconstruction | null-sample |
-    bias sample, as one (4n, C, H, W) tensor on the CPU (clamped to [0, 1]) and the row labels."""
-    device = model_device(model)
-    x, s = data.x[:n].to(device), data.s[:n].to(device)
-    rows = [x, reconstruct(model, x, s), null_sample(model, x), bias_sample(model, x, s)]
-    labels = ["original", "reconstruction", "null-sample", "bias sample"]
-    return torch.cat(rows).float().clamp(0, 1).cpu(), labels
+def representation(model: NullSamplingModel, data: BiasedDataset) -> torch.Tensor:
+    """The null-samples of ``data`` (same shape as x): what an auditor sees, and what the classifier reads."""
+    return null_sample_dataset(model.generative, data).x
 
 
-def published_cmnist() -> pd.DataFrame:
-    """The authors' table as rows (method, colour_variance, accuracy, hgr)."""
-    return pd.DataFrame([
-        {"method": method, "colour_variance": variance, "accuracy": acc, "hgr": hgr}
-        for variance, row in PUBLISHED_CMNIST.items() for method, (acc, hgr) in row.items()
-    ])
-
-
-def sweep_adult(profile: str | None = None, seed: int = 0, device=None, progress: bool | None = None) -> pd.DataFrame:
-    """cFlow (a coupling flow on the feature vector), cVAE (MLP) and the raw-data MLP on Adult at every eta.
-
-    One representation per method, trained once on the representative set, serves every eta. One row per
-    (method, eta): accuracy, dp, ...
-    """
-    cfg = settings(profile)
-    a = cfg["adult"]
-    representative = adult("representative", protocol="nifr", seed=seed)
-    test = adult("test", protocol="nifr", seed=seed)
-    models = {"cnn": None}
-    models["cflow"], _ = fit_cflow(
-        representative, blocks=a["flow_blocks"], width=a["flow_width"], bias_dims=2, iterations=a["iterations"],
-        batch_size=256, lr=1e-3, adversaries=3, adversary_width=64, seed=seed, device=device, progress=progress)
-    models["cvae"], _ = fit_cvae(
-        representative, channels=64, latent_channels=16, epochs=a["epochs"], batch_size=128, lr=1e-3, beta=0.01,
-        adversaries=3, adversary_width=64, seed=seed, device=device, progress=progress)
-    rows = []
-    for eta in a["etas"]:
-        train = adult("train", protocol="nifr", eta=eta, seed=seed)
-        for method, model in models.items():
-            result = evaluate(model, train, test, seed=seed, device=device, progress=progress,
-                              epochs=a["downstream_epochs"], batch_size=256)
-            result.pop("predictions")
-            rows.append({**result, "method": method, "eta": eta})
-    return pd.DataFrame(rows)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------------------------
-def add_cli_arguments(parser) -> None:
-    parser.add_argument("--iterations", type=int, default=None, help="cflow: training steps (default: profile's)")
-    parser.add_argument("--downstream-epochs", type=int, default=None, help="default: the profile's")
-    parser.add_argument("--bias-dims", type=int, default=None, help="cflow: size of z_b")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the loss")
-
-
-def cli_run(args, train: BiasedDataset, test: BiasedDataset):
-    """``--epochs`` sets the cVAE's epochs; ``--iterations`` the cFlow's steps."""
-    if args.dataset not in ("cmnist-nifr", "adult") or (args.dataset == "adult" and args.eta is None):
-        raise SystemExit(f"{args.method} needs a representative set: use --dataset cmnist-nifr, or --dataset adult "
-                         "--eta E (the null-sampling protocol).")
-    cfg = settings(args.profile)
-    if args.dataset == "adult":
-        representative = adult("representative", protocol="nifr", seed=args.seed)
-        a = cfg["adult"]
-        options = (dict(blocks=a["flow_blocks"], width=a["flow_width"], bias_dims=2, iterations=a["iterations"],
-                        lr=1e-3, adversary_width=64) if args.method == "cflow"
-                   else dict(channels=64, latent_channels=16, epochs=a["epochs"], adversary_width=64))
-        downstream = dict(epochs=a["downstream_epochs"])
-    else:
-        representative = coloured_mnist("nifr", "representative", colour_variance=args.colour_variance,
-                                        seed=args.seed, subsample=cfg["representative"])
-        options = dict(cfg[args.method])
-        downstream = dict(cfg["downstream"])
-    if args.method == "cflow":
-        options.update({k: v for k, v in (("iterations", args.iterations), ("bias_dims", args.bias_dims))
-                        if v is not None})
-        options["bf16"] = options.get("bf16", False) or args.bf16
-        model, history = fit_cflow(representative, seed=args.seed, compile=args.compile, **options)
-        extras = {"nll": float(history["nll"].iloc[-1])}
-        if args.dataset != "adult":
+def _summary(model, history, *, train, test, hp, predictions, **_) -> dict:
+    extras = {}
+    if isinstance(model.generative, CFlow):
+        extras["nll"] = float(history["nll"].iloc[-1])
+        if train.x.ndim == 4:
             extras["bits_per_dim"] = float(history["bits_per_dim"].iloc[-1])
     else:
-        if args.epochs:
-            options["epochs"] = args.epochs
-        options["bf16"] = options.get("bf16", False) or args.bf16
-        model, history = fit_cvae(representative, seed=args.seed, compile=args.compile, **options)
-        extras = {"reconstruction": float(history["reconstruction"].iloc[-1])}
-    if args.downstream_epochs:
-        downstream["epochs"] = args.downstream_epochs
-    downstream["bf16"] = downstream.get("bf16", False) or args.bf16
-    result = evaluate(model, train, test, seed=args.seed, **downstream)
-    extras.update(adversary_accuracy=float(history["adversary_accuracy"].iloc[-1]),
-                  tpr_difference=result["tpr_difference"], tnr_difference=result["tnr_difference"])
-    return result["predictions"], extras
+        extras["reconstruction"] = float(history["reconstruction"].iloc[-1])
+    extras["adversary_accuracy"] = float(history["adversary_accuracy"].iloc[-1])
+    extras["tpr_difference"] = metrics.true_positive_rate_difference(test.y, predictions,
+                                                                     sensitive_features=test.group)
+    extras["tnr_difference"] = metrics.true_negative_rate_difference(test.y, predictions,
+                                                                     sensitive_features=test.group)
+    return extras
+
+
+_COMMON = dict(predict=predict_null_sampled, representation=representation, needs=("y", "s_representative"),
+               datasets=("cmnist-nifr", "adult"), summary=_summary)
+CFLOW = Method(name="cflow", hparams=CFlowHParams, fit=fit_cflow_pipeline, **_COMMON,
+               description="Null-sampling with a flow (cFlow): remove s in the data domain.")
+CVAE_METHOD = Method(name="cvae", hparams=CVAEHParams, fit=fit_cvae_pipeline, **_COMMON,
+                     description="Null-sampling with a conditional VAE: remove s in the data domain.")

@@ -21,6 +21,7 @@ set; the best state is restored. No bias label is used in training or model sele
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import pandas as pd
@@ -31,53 +32,29 @@ from torch import nn
 from fairlab import config
 from fairlab import ensemble as ens
 from fairlab.data.base import Batch, BiasedDataset
-from fairlab.methods.lff import generalized_cross_entropy
+from fairlab.losses import generalized_cross_entropy
+from fairlab.methods.base import Method, hparam, resolve
 from fairlab.models.vae import Decoder, GaussianEncoder, kl_to_standard_normal, reparameterise
-from fairlab.train import evaluate_loss, fit, make_step, model_device, predict
-
-# Unbiased test accuracy (%) on Coloured MNIST, mean and sd over 10 seeds, recomputed from the authors' per-seed
-# result files (the method brief). Keys: bias-conflicting ratio rho.
-PUBLISHED = {
-    "vanilla": {0.005: (43.70, 0.83), 0.01: (59.41, 0.39), 0.02: (73.28, 0.56), 0.05: (85.48, 0.50)},
-    "lff": {0.005: (60.42, 2.72), 0.01: (68.91, 5.01), 0.02: (76.97, 2.49), 0.05: (81.18, 2.94)},
-    "disent": {0.005: (63.98, 4.78), 0.01: (76.33, 3.41), 0.02: (82.39, 1.68), 0.05: (85.54, 2.49)},
-    "sih": {0.005: (71.62, 2.49), 0.01: (80.03, 2.04), 0.02: (83.80, 1.28), 0.05: (86.14, 1.78)},
-}
+from fairlab.train import evaluate_loss, fit, make_step, model_device, outputs, predict
 
 
-def chapter_protocol(profile: str | None = None) -> dict:
-    """Chapter 4's settings per profile, shared by the chapter, the command line and ``benchmarks/quick_margins.py``.
+@dataclass
+class SiHHParams:
+    """The published protocol (Vandenhirtz et al. 2023): q = 0.7 for both the GCE and the focal weight (without
+    LfF's extra factor q), reconstruction weight 100, Adam 1e-3, batches of 256, at most 500 epochs with early
+    stopping (patience 2) and the plateau schedule (factor 0.1) on 10% of the biased training set."""
 
-    full: the published protocol (all 60,000 images, rho 0.5-5%, 3 seeds, batches of 256; SiH to early stopping, at
-    most 500 epochs; vanilla and LfF 100 epochs). quick: 10,000 images, rho 1% and 2%, batches of 128 for every
-    method, vanilla 5 / LfF 10 / SiH 15 epochs, chosen by measurement so that both debiasing methods beat vanilla on
-    the conflicting images for each of seeds 0-4 within minutes on a CPU
-    (``benchmarks/results/quick_margins_sih_cpu_2026-11-24.txt``).
-    """
-    return config.by_profile(
-        quick=dict(ratios=(0.01, 0.02), seeds=(0,), subsample=10_000, batch_size=128, vanilla_epochs=5, lff_epochs=10,
-                   sih_epochs=15),
-        full=dict(ratios=(0.005, 0.01, 0.02, 0.05), seeds=(0, 1, 2), subsample=None, batch_size=256,
-                  vanilla_epochs=100, lff_epochs=100, sih_epochs=500),
-        name=profile,
-    )
-
-
-def protocol_cli_defaults(args, epochs_key: str) -> None:
-    """Fill the command-line options left unset with chapter 4's protocol for the profile (before the data is
-    loaded): the method's epochs (``epochs_key``: "sih_epochs", "lff_epochs" or "vanilla_epochs") and the batch size,
-    and on LfF's Coloured MNIST the training subset."""
-    from fairlab.cli import fill_unset
-
-    protocol = chapter_protocol(args.profile)
-    fill_unset(args, epochs=protocol[epochs_key], batch_size=protocol["batch_size"])
-    if args.dataset == "cmnist-lff":
-        fill_unset(args, subsample=protocol["subsample"])
-
-
-def cli_defaults(args) -> None:
-    protocol_cli_defaults(args, "sih_epochs")
-
+    epochs: int = hparam(500, "the most epochs (early stopping ends Coloured MNIST runs after about 30)",
+                         positive=True)
+    q: float = hparam(0.7, "GCE / focal exponent")
+    gce_scale_by_q: bool = hparam(False, "LfF's extra factor q in the GCE")
+    reconstruction_weight: float = hparam(100.0, "weight of the reconstruction term")
+    patience: int | None = hparam(2, "early stopping on the biased validation loss (None: every epoch)")
+    lr: float = hparam(1e-3, "Adam's learning rate")
+    lr_factor: float = hparam(0.1, "the plateau schedule's factor")
+    val_fraction: float = hparam(0.1, "share of the training set held out for validation (when no val is given)")
+    batch_size: int = hparam(256, "batch size", positive=True)
+    compile: bool = hparam(False, "torch.compile(mode='reduce-overhead') the loss (GPU; single runs only)")
 
 class Latents(NamedTuple):
     mean_s: torch.Tensor  # (B, D_s) signal latent mean
@@ -121,7 +98,7 @@ class SignalIsHarder(nn.Module):
         return self.bias_classifier(self.bias_encoder(x)[0])
 
 
-def signal_weights(p_bias: torch.Tensor, q: float = 0.7) -> torch.Tensor:
+def signal_weights(p_bias: torch.Tensor, q: float) -> torch.Tensor:
     """Focal-style weight of each sample in the signal loss, (1 - p_b)^q, p_b = the bias model's p(y | x).
 
     Focal loss (Lin et al. 2017) uses (1 - p)^gamma with the model's *own* confidence; SiH uses the bias model's.
@@ -132,14 +109,17 @@ def signal_weights(p_bias: torch.Tensor, q: float = 0.7) -> torch.Tensor:
 
 
 def sih_loss(
-    model: SignalIsHarder, batch: Batch, *, q: float = 0.7, gce_scale_by_q: bool = False,
-    reconstruction_weight: float = 100.0, sample_latents: bool = True,
+    model: SignalIsHarder, batch: Batch, hp: SiHHParams | None = None, *, sample_latents: bool = True, **overrides,
 ) -> dict:
     """The SiH objective on one batch (the module docstring has the equations; the lines below follow them).
+
+    The knobs are ``hp``'s (with ``overrides``): ``q``, ``gce_scale_by_q``, ``reconstruction_weight``.
 
     ``sample_latents=False`` uses the encoder means instead of samples: the released code measures the validation
     loss that way (early stopping and the plateau schedule then see no sampling noise), and so does ``fit_sih``.
     """
+    hp = resolve(SiHHParams, hp, overrides) if overrides or hp is None else hp
+    q, gce_scale_by_q, reconstruction_weight = hp.q, hp.gce_scale_by_q, hp.reconstruction_weight
     x, y = batch.x, batch.y
     lat = model.encode(x)
     if sample_latents:
@@ -170,53 +150,38 @@ def sih_loss(
     }
 
 
-def fit_sih(
-    train: BiasedDataset,
-    *,
-    val: BiasedDataset | None = None,
-    val_fraction: float = 0.1,
-    epochs: int = 500,
-    q: float = 0.7,
-    gce_scale_by_q: bool = False,
-    reconstruction_weight: float = 100.0,
-    patience: int | None = 2,
-    lr: float = 1e-3,
-    lr_factor: float = 0.1,
-    batch_size: int = 256,
-    seed: int = 0,
-    device=None,
-    compile: bool = False,
-    progress: bool | None = None,
-):
+def _loss(hp: SiHHParams):
+    """The objective with ``hp``'s knobs; ``sample_latents=False`` is the validation loss (encoder means)."""
+    def loss_fn(model, batch, sample_latents=True):
+        return sih_loss(model, batch, hp, sample_latents=sample_latents)
+
+    return loss_fn
+
+
+def fit_sih(train: BiasedDataset, hp: SiHHParams | None = None, *, val: BiasedDataset | None = None, seed: int = 0,
+            device=None, progress: bool | None = None, **overrides):
     """Train SiH; returns ``(model, history)`` with the best validation state restored.
 
-    Args:
-        val: the validation set; by default a random ``val_fraction`` of ``train`` (biased, like the training set:
-            selecting on it needs no bias label).
-        epochs: the maximum (published: 500; early stopping ends CMNIST runs after about 30).
-        q, gce_scale_by_q, reconstruction_weight: the loss's knobs, published defaults.
-        patience: stop after this many epochs without a lower validation loss (None: run all ``epochs``). The
-            learning rate is multiplied by ``lr_factor`` after every epoch without improvement (the published
-            scheduler's patience is patience / 2 - 1 = 0), so a run stops after its second decay in a row.
-        compile: wrap the loss in ``torch.compile(mode="reduce-overhead")`` (CUDA graphs; meant for a GPU, where
-            drop_last keeps every batch the same shape). Unmeasured in this repository so far; off by default.
+    ``val``: the validation set; by default a random ``val_fraction`` of ``train`` (biased, like the training set:
+    selecting on it needs no bias label). ``patience``: stop after this many epochs without a lower validation loss
+    (None: run all ``epochs``). The learning rate is multiplied by ``lr_factor`` after every epoch without
+    improvement (the published scheduler's patience is patience / 2 - 1 = 0), so a run stops after its second
+    decay in a row. ``compile``: wrap the loss in ``torch.compile(mode="reduce-overhead")`` (CUDA graphs; meant for
+    a GPU, where drop_last keeps every batch the same shape).
     """
+    hp = resolve(SiHHParams, hp, overrides)
     config.seed_everything(seed)
     device = torch.device(device) if device is not None else config.device()
     if val is None:
-        train, val = train.random_split(val_fraction, seed=seed)
+        train, val = train.random_split(hp.val_fraction, seed=seed)
     val = val.to(device)
     model = SignalIsHarder(train.x.shape[1:], train.num_classes).to(device)
-
-    def loss_fn(model, batch, sample_latents=True):
-        return sih_loss(model, batch, q=q, gce_scale_by_q=gce_scale_by_q, reconstruction_weight=reconstruction_weight,
-                        sample_latents=sample_latents)
-
-    train_loss = torch.compile(loss_fn, mode="reduce-overhead") if compile else loss_fn
+    loss_fn = _loss(hp)
+    train_loss = torch.compile(loss_fn, mode="reduce-overhead") if hp.compile else loss_fn
     # fused Adam: one kernel for the whole update on a GPU (not available on every CPU build)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type == "cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr, fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=lr_factor, patience=_plateau_patience(patience), threshold=1e-5
+        optimizer, mode="min", factor=hp.lr_factor, patience=_plateau_patience(hp.patience), threshold=1e-5
     )
     step = make_step(model, train_loss, optimizer)
 
@@ -229,45 +194,38 @@ def fit_sih(
         scheduler.step(row["val_loss"])
 
     history = fit(
-        model, train, step, epochs=epochs, batch_size=batch_size, validate=validate, monitor="val_loss",
-        patience=patience, on_epoch_end=on_epoch_end, device=device, progress=progress, desc="sih",
+        model, train, step, epochs=hp.epochs, batch_size=hp.batch_size, validate=validate, monitor="val_loss",
+        patience=hp.patience, on_epoch_end=on_epoch_end, device=device, progress=progress, desc="sih",
     )
     return model, history
 
 
 def fit_sih_members(
-    train: Sequence[BiasedDataset],
-    val: Sequence[BiasedDataset],
-    seeds: Sequence[int],
-    *,
-    epochs: int = 500,
-    q: float = 0.7,
-    gce_scale_by_q: bool = False,
-    reconstruction_weight: float = 100.0,
-    patience: int | None = 2,
-    lr: float = 1e-3,
-    lr_factor: float = 0.1,
-    batch_size: int = 256,
-    device=None,
-    progress: bool | None = None,
+    trains: Sequence[BiasedDataset], seeds: Sequence[int], hp: SiHHParams | None = None, *,
+    vals: Sequence[BiasedDataset] | None = None, device=None, progress: bool | None = None, **overrides,
 ) -> tuple[list[SignalIsHarder], list[pd.DataFrame]]:
     """``fit_sih`` for several runs at once (one per (data set, seed) pair), stacked: see ``fairlab.ensemble``.
 
-    Each member has its own early stopping and plateau schedule on its own validation set, as ``fit_sih(train[k],
-    val=val[k], seed=seeds[k])``; members that stop are frozen while the others go on. (The sampling noise of the
-    latents is drawn differently from a single run, so a member matches it in distribution, not bit for bit.)
-    Returns ``(models, histories)``.
+    Each member has its own early stopping and plateau schedule on its own validation set, as ``fit_sih(trains[k],
+    hp, val=vals[k], seed=seeds[k])`` (without ``vals``, member k holds out ``val_fraction`` of its training set
+    as ``fit_sih`` does); members that stop are frozen while the others go on. (The sampling noise of the latents
+    is drawn differently from a single run, so a member matches it in distribution, not bit for bit.) Returns
+    ``(models, histories)``.
     """
-    def loss_fn(model, batch, sample_latents=True):
-        return sih_loss(model, batch, q=q, gce_scale_by_q=gce_scale_by_q, reconstruction_weight=reconstruction_weight,
-                        sample_latents=sample_latents)
-
-    ensemble, generators = ens.members(lambda: SignalIsHarder(train[0].x.shape[1:], train[0].num_classes), seeds,
+    hp = resolve(SiHHParams, hp, overrides)
+    if hp.compile:
+        raise ValueError("compile is for single runs: use fit_sih to compile the loss.")
+    if vals is None:
+        splits = [train.random_split(hp.val_fraction, seed=seed) for train, seed in zip(trains, seeds)]
+        trains, vals = [t for t, _ in splits], [v for _, v in splits]
+    loss_fn = _loss(hp)
+    ensemble, generators = ens.members(lambda: SignalIsHarder(trains[0].x.shape[1:], trains[0].num_classes), seeds,
                                        device)
     histories = ens.fit_members(
-        ensemble, train, ens.per_member(loss_fn), epochs=epochs, generators=generators, lr=lr, batch_size=batch_size,
-        val=val, val_loss_fn=ens.per_member(lambda m, b: loss_fn(m, b, sample_latents=False)), patience=patience,
-        lr_factor=lr_factor, lr_patience=_plateau_patience(patience), progress=progress,
+        ensemble, trains, ens.per_member(loss_fn), epochs=hp.epochs, generators=generators, lr=hp.lr,
+        batch_size=hp.batch_size, val=vals,
+        val_loss_fn=ens.per_member(lambda m, b: loss_fn(m, b, sample_latents=False)),
+        patience=hp.patience, lr_factor=hp.lr_factor, lr_patience=_plateau_patience(hp.patience), progress=progress,
         desc="sih",
     )
     return [ensemble.module(k) for k in range(len(ensemble))], histories
@@ -350,177 +308,18 @@ def swap_bias_latents(model: SignalIsHarder, x: torch.Tensor, donors: torch.Tens
     return model.decode(model.encode(x.to(device)).mean_s, model.encode(donors.to(device)).mean_b)
 
 
-
-def bias_made_visible(model: SignalIsHarder, data: BiasedDataset, n: int = 100, *, seed: int = 0) -> dict:
-    """The chapter's signature figure, as tensors: ``n`` images both classifiers get right (a proxy for
-    bias-aligned, found without bias labels), their reconstructions, their reconstructions recoloured towards the
-    next class (target = (y + 1) mod C, via the perturbed bias latent), and their digits with the bias latent of the
-    next image swapped in. Also ``target`` and ``success`` (C_b predicts the target after the perturbation).
-    """
-    model.eval()
-    data = data.to(model_device(model))
-    with torch.no_grad():
-        both_right = (model(data.x).argmax(1) == data.y) & (model.bias_logits(data.x).argmax(1) == data.y)
-    candidates = torch.nonzero(both_right).flatten()
-    if len(candidates) < n:
-        raise ValueError(f"only {len(candidates)} images are classified right by both classifiers; lower n={n}.")
-    gen = torch.Generator().manual_seed(seed)
-    pick = candidates[torch.randperm(len(candidates), generator=gen)[:n].to(candidates.device)]
-    x, y = data.x[pick], data.y[pick]
-    target = (y + 1) % data.num_classes
-    recoloured, success = recolour(model, x, target)
-    return {
-        "original": x, "reconstruction": reconstruct(model, x), "recoloured": recoloured,
-        "swapped": swap_bias_latents(model, x, x.roll(1, 0)), "target": target, "success": success,
-    }
+def representation(model: SignalIsHarder, data: BiasedDataset) -> torch.Tensor:
+    """The signal encoder's mean for every sample, (N, latent_dim): what the signal classifier reads."""
+    return outputs(model, data, lambda x: model.signal_encoder(x)[0])
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Chapter helpers: how fast the bias is learnt, the results table
-# ---------------------------------------------------------------------------------------------------------------
-def first_epoch_curves(
-    train: BiasedDataset, probe: BiasedDataset, *, steps: int = 60, eval_every: int = 5, batch_size: int = 256,
-    lr: float = 1e-3, seed: int = 0, device=None,
-) -> pd.DataFrame:
-    """Train the vanilla MLP for ``steps`` batches and, every ``eval_every`` steps, measure on ``probe`` (bias labels
-    are used here only to *report*): accuracy on aligned and on conflicting samples, and how often the prediction is
-    the colour's class rather than the digit's. A diagnostic probe, not a training routine: it syncs at each probe.
-
-    Returns a long frame (step, quantity, value) for ``viz.metric_against``.
-    """
-    from fairlab.methods.erm import build_model, cross_entropy
-
-    config.seed_everything(seed)
-    device = torch.device(device) if device is not None else config.device()
-    data, probe = train.to(device), probe.to(device)
-    model = build_model(data).to(device)
-    step = make_step(model, cross_entropy, torch.optim.Adam(model.parameters(), lr=lr))
-    rows = []
-
-    def measure(n: int) -> None:
-        pred = predict(model, probe)
-        correct, aligned = pred == probe.y, probe.aligned
-        rows.extend([
-            (n, "accuracy, bias-aligned", float(correct[aligned].float().mean())),
-            (n, "accuracy, bias-conflicting", float(correct[~aligned].float().mean())),
-            (n, "predicts the colour's class (conflicting)", float((pred == probe.group)[~aligned].float().mean())),
-        ])
-
-    measure(0)
-    n = 0
-    while n < steps:
-        for batch in data.batches(batch_size, shuffle=True, drop_last=True):
-            step(batch)
-            n += 1
-            if n % eval_every == 0:
-                measure(n)
-            if n >= steps:
-                break
-    return pd.DataFrame(rows, columns=["step", "quantity", "value"])
+def _summary(model, history, *, train, test, hp, **_) -> dict:
+    return {"epochs": len(history), "best_epoch": int(history.attrs["best_epoch"])}
 
 
-def published_table() -> pd.DataFrame:
-    """The brief's published numbers as rows (method, rho, mean, sd), accuracy in %."""
-    return pd.DataFrame(
-        [(m, rho, mean, sd) for m, by_rho in PUBLISHED.items() for rho, (mean, sd) in by_rho.items()],
-        columns=["method", "rho", "published_mean", "published_sd"],
-    )
-
-
-def compare_methods(
-    ratios: Sequence[float], seeds: Sequence[int], *, vanilla_epochs: int, lff_epochs: int, sih_epochs: int,
-    subsample: int | None = None, batch_size: int = 256, max_stacked: int | None = None, device=None,
-    progress: bool | None = False,
-) -> tuple[pd.DataFrame, dict]:
-    """Train vanilla, LfF and SiH at every (rho, seed) on the LfF Coloured MNIST protocol.
-
-    As in the released code: vanilla and LfF train a fixed number of epochs on the whole training set; SiH trains on
-    90% of it and early-stops on the other 10% (biased, like the rest: no bias label is needed to select). The runs
-    of one method are trained together, stacked (``fairlab.ensemble``: each run as its single-run ``fit_*`` would,
-    in one process and one step), at most
-    ``max_stacked`` at a time (default: all; lower it when the stacked training sets do not fit in memory).
-
-    Returns ``(runs, trained)``: ``runs`` has one row per run with columns method, rho, seed, accuracy,
-    aligned_accuracy, conflicting_accuracy (test, in [0, 1]), epochs, seconds (the wall-clock of the stacked training
-    divided by the number of runs in it); ``trained[(method, rho, seed)]`` is that run's ``(model, history)``.
-    """
-    import time
-
-    from fairlab import metrics
-    from fairlab.data import coloured_mnist
-    from fairlab.methods.erm import fit_erm_members
-    from fairlab.methods.lff import fit_lff_members
-
-    device = torch.device(device) if device is not None else config.device()
-    test = coloured_mnist("lff", "test").to(device)
-    keys = [(rho, seed) for rho in ratios for seed in seeds]
-    full = {
-        (rho, seed): coloured_mnist("lff", "train", bias_conflicting_ratio=rho, seed=seed, subsample=subsample)
-        .to(device)
-        for rho, seed in keys
-    }
-    splits = {key: data.random_split(0.1, seed=key[1]) for key, data in full.items()}  # SiH's (train, val)
-    common = dict(batch_size=batch_size, device=device, progress=progress)
-    methods = {
-        "vanilla": lambda keys, sd: fit_erm_members([full[k] for k in keys], sd, epochs=vanilla_epochs, **common),
-        "lff": lambda keys, sd: fit_lff_members([full[k] for k in keys], sd, epochs=lff_epochs, **common),
-        "sih": lambda keys, sd: fit_sih_members([splits[k][0] for k in keys], [splits[k][1] for k in keys], sd,
-                                                epochs=sih_epochs, **common),
-    }
-    size = max_stacked or len(keys)
-    rows, trained = [], {}
-    for method, fit_stacked in methods.items():
-        for first in range(0, len(keys), size):
-            group = keys[first : first + size]
-            start = time.perf_counter()
-            models, histories = fit_stacked(group, [seed for _, seed in group])
-            seconds = (time.perf_counter() - start) / len(group)
-            for (rho, seed), model, history in zip(group, models, histories):
-                trained[(method, rho, seed)] = (model, history)
-                pred = predict(model, test)
-                scores = metrics.aligned_conflicting_accuracy(test.y, pred, aligned=test.aligned)
-                rows.append(dict(method=method, rho=rho, seed=seed, accuracy=metrics.accuracy(test.y, pred),
-                                 **scores, epochs=len(history), seconds=seconds))
-    return pd.DataFrame(rows), trained
-
-
-def results_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± sd over seeds (in %) per method and rho, next to the published numbers of the brief."""
-    grouped = runs.groupby(["method", "rho"])
-    stats = grouped[["accuracy", "aligned_accuracy", "conflicting_accuracy"]].agg(["mean", "std"]) * 100
-    table = pd.DataFrame({
-        "seeds": grouped.size(),
-        "unbiased acc. (ours)": _mean_sd(stats["accuracy"]),
-        "aligned acc. (ours)": _mean_sd(stats["aligned_accuracy"]),
-        "conflicting acc. (ours)": _mean_sd(stats["conflicting_accuracy"]),
-    })
-    published = published_table().set_index(["method", "rho"])
-    label = "published (Vandenhirtz et al., 10 seeds)"
-    table[label] = [
-        f"{published.loc[key, 'published_mean']:.2f} ± {published.loc[key, 'published_sd']:.2f}"
-        if key in published.index else "-" for key in table.index
-    ]
-    return table
-
-
-def _mean_sd(frame: pd.DataFrame) -> pd.Series:
-    # one seed has no sd: show the mean alone rather than "nan"
-    return frame.apply(lambda r: f"{r['mean']:.2f}" + (f" ± {r['std']:.2f}" if r["std"] == r["std"] else ""), axis=1)
-
-
-def add_cli_arguments(parser) -> None:
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--q", type=float, default=0.7, help="GCE / focal exponent")
-    parser.add_argument("--gce-scale-by-q", action="store_true", help="LfF's extra factor q in the GCE")
-    parser.add_argument("--reconstruction-weight", type=float, default=100.0)
-    parser.add_argument("--patience", type=int, default=2, help="early stopping on the biased validation loss")
-    parser.add_argument("--compile", action="store_true", help="torch.compile(mode='reduce-overhead') the step")
-
-
-def cli_run(args, train: BiasedDataset, test: BiasedDataset):
-    model, history = fit_sih(
-        train, epochs=args.epochs, q=args.q, gce_scale_by_q=args.gce_scale_by_q,
-        reconstruction_weight=args.reconstruction_weight, patience=args.patience, lr=args.lr, seed=args.seed,
-        batch_size=args.batch_size, compile=args.compile,
-    )
-    return predict(model, test), {"epochs": len(history), "best_epoch": int(history.attrs["best_epoch"])}
+METHOD = Method(
+    name="sih", hparams=SiHHParams, fit=fit_sih, fit_members=fit_sih_members, predict=predict,
+    representation=representation, needs=("y",),
+    datasets=("cmnist-lff", "cmnist-kim", "cmnist-nifr", "cmnist-binary", "adult"), summary=_summary,
+    description="Signal is Harder: two VAEs, a GCE bias classifier, a focal-style reweighted signal classifier.",
+)

@@ -29,3 +29,15 @@ class MLP(nn.Module):
                 f"MLP expects inputs with {self.in_features} features per sample, got shape {tuple(x.shape)}."
             )
         return self.net(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations (what the output layer reads): (B, hidden[-1])."""
+        return self.net[:-1](x)
+
+
+def baseline_network(data) -> MLP:
+    """The baseline network for a data set (a ``BiasedDataset``): images -> LfF's MLP 2352-100-100-100-10, vectors
+    -> one hidden layer of 64. ERM, LfF and the SiH chapter's probes use it."""
+    in_features = data.x[0].numel()
+    hidden = (100, 100, 100) if data.x.ndim == 4 else (64,)
+    return MLP(in_features, hidden, data.num_classes)

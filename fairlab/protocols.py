@@ -1,0 +1,202 @@
+"""The chapters' settings per profile, as data: the one place a chapter, the command line and the benchmarks read
+them from.
+
+``protocol(chapter)`` gives one chapter's settings for the active profile (``FAIRLAB_PROFILE``; ``profile=``
+overrides it). Chapters: ``data_lies`` (1), ``mi_backprop`` (2), ``null_sampling`` (3), ``signal_is_harder`` (4),
+``fair_latent_space`` (5, per data set). ``full`` is the paper's protocol (meant for a GPU); ``quick`` is sized by
+measurement so that each chapter runs in minutes on a 2-core CPU and still shows its method working (the
+measurements are in ``benchmarks/results/``).
+
+``cli_defaults(method, dataset)`` says which of those settings the command line uses for a method on a data set:
+``python -m fairlab run M`` fills every option the user left unset from it, then from the method's ``HParams``.
+
+A method's hyperparameters keep the paper's defaults in its ``HParams``; a protocol lists only what a chapter
+changes. Two values are looked up when the protocol is read: ``"auto"`` for ``bf16`` (on where the device is a
+GPU) and chapter 2's ``game`` (``fit_mi_backprop``'s own defaults, so the two cannot drift apart).
+"""
+from __future__ import annotations
+
+import copy
+
+from fairlab import config
+
+# options of the MI game every chapter-2 arm shares; their values are MIBackpropHParams' defaults
+GAME_OPTIONS = ("lr", "statistics_steps", "statistics_pass_every_epoch", "mi_update", "batch_size")
+
+
+def _fls(quick: bool) -> dict:
+    """Chapter 5's settings for one profile, per data set (module, classifier and judge shared)."""
+    def pick(q, f):
+        return q if quick else f
+
+    classifier = {"hidden": (64,), "epochs": pick(6, 20), "lr": 1e-3, "batch_size": 256}
+    judge = {"hidden": (128,), "epochs": pick(3, 10), "lr": 1e-3, "batch_size": 256}
+    module = {"label_dims": 2, "sensitive_dims": 2, "blocks": pick(4, 8), "width": 128, "depth": 2,
+              "adversary_width": 64, "adversaries": 2, "mean_distance": 4.0, "independence_weight": 1.0,
+              "redistribution_weight": 1.0, "epochs": pick(12, 40), "batch_size": pick(256, 2048), "lr": 3e-3}
+    return {
+        "cmnist-binary": {
+            "data": {"correlation": 0.9, "train_size": pick(8_000, None), "test_size": pick(4_000, None)},
+            "generator": {"latent_dim": 16, "channels": (16, 32), "hidden": 128, "beta": 1.0,
+                          "epochs": pick(5, 40), "batch_size": pick(64, 256), "lr": pick(2e-3, 5e-3)},
+            "module": module, "classifier": classifier, "judge": judge,
+        },
+        "adult": {
+            "data": {"train_size": None, "test_size": pick(8_000, None)},
+            "generator": {"latent_dim": 10, "hidden": (128, 128), "beta": 1.0, "epochs": pick(5, 40),
+                          "batch_size": 256, "lr": 1e-3},
+            "module": {**module, "epochs": pick(10, 60)},
+            "classifier": classifier, "judge": judge,
+        },
+        "celeba": {  # 64x64
+            "data": {"train_size": pick(2_000, None), "test_size": pick(1_000, 10_000)},
+            "generator": {"latent_dim": 64, "channels": (32, 64, 128, 256), "hidden": 512, "beta": 1.0,
+                          "epochs": pick(2, 20), "batch_size": 256, "lr": 1e-3},
+            "module": {**module, "label_dims": 4, "sensitive_dims": 4},
+            "classifier": classifier, "judge": judge,
+        },
+    }
+
+
+PROTOCOLS = {
+    # chapter 1: the plain model on LfF's Coloured MNIST and on Adult
+    "data_lies": {
+        "quick": dict(subsample=6_000, epochs=2, sweep_epochs=2, sweep_ratios=[0.005, 0.02, 0.1, 0.5],
+                      adult_epochs=2),
+        "full": dict(subsample=None, epochs=5, sweep_epochs=2,
+                     sweep_ratios=[0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5], adult_epochs=10),
+    },
+    # chapter 2: both profiles play the game as the released code does (the MI method's defaults: lr 1e-4, a T
+    # pass every epoch, two Adams), with k = 10 T steps per batch. quick: 4,000 training images, 4 epochs,
+    # sigma^2 0.020 and 0.040, chosen so that lambda = 1 beats lambda = 0 on the random-colour test set on each of
+    # seeds 0-4 (benchmarks/results/quick_margins_mi_cpu_2026-11-24.txt); full: all 60,000 images, the paper's
+    # sigma^2 grid, 3 seeds, 3 epochs (at that scale the penalty lost to the baseline in our runs,
+    # benchmarks/results/mi_60k_cpu_2026-11-24.jsonl; chapter 2 asserts it).
+    "mi_backprop": {
+        "quick": dict(subsample=4000, test_subsample=1000, epochs=4, variances=(0.020, 0.040), seeds=(0,),
+                      sweep_lambdas=(3.0,), adult_epochs=3, game="defaults"),
+        "full": dict(subsample=None, test_subsample=None, epochs=3, variances=(0.020, 0.030, 0.040, 0.050),
+                     seeds=(0, 1, 2), sweep_lambdas=(0.3, 3.0, 10.0), adult_epochs=20, game="defaults"),
+    },
+    # chapter 3: full is the published protocol; quick is sized to run in minutes on 2 CPU cores
+    "null_sampling": {
+        "quick": dict(
+            representative=6_000, train=6_000, test=3_000,  # images kept (None: all)
+            # a much smaller flow and far fewer steps: on a CPU this shows the machinery, not the result
+            cflow=dict(levels=3, blocks=2, width=16, bias_dims=6, iterations=150, batch_size=64, lr=1e-3,
+                       w_adv=0.01, adversaries=1, adversary_width=64),
+            # fully connected in place of the gated convolutions (5x cheaper on a CPU); with ~900 steps instead
+            # of ~9,000 the published beta = 0.01, w_adv = 1 let the adversary lose: a stronger KL and adversary
+            cvae=dict(architecture="mlp", channels=256, latent_channels=32, epochs=10, batch_size=64, lr=3e-3,
+                      beta=0.1, w_adv=10.0, adversaries=1, adversary_width=64),
+            downstream=dict(architecture="mlp", epochs=5, lr=1e-3, batch_size=64),
+            variances=(0.02, 0.05), cflow_variances=(0.02,), seeds=(0,),
+            adult=dict(etas=(0.0, 0.5, 1.0),
+                       cflow=dict(blocks=4, width=64, bias_dims=2, iterations=300, lr=1e-3, adversary_width=64),
+                       cvae=dict(channels=64, latent_channels=16, epochs=5, adversary_width=64),
+                       downstream=dict(epochs=5)),
+        ),
+        "full": dict(
+            representative=None, train=None, test=None,
+            cflow=dict(levels=3, blocks=24, width=512, bias_dims=6, iterations=26_000, batch_size=256, lr=3e-4,
+                       w_adv=0.01, adversaries=3, adversary_width=512, bf16="auto"),
+            cvae=dict(levels=4, channels=32, latent_channels=64, epochs=50, batch_size=128, lr=1e-3, beta=0.01,
+                      w_adv=1.0, adversaries=3, adversary_width=512, bf16="auto"),
+            downstream=dict(architecture="conv", epochs=40, lr=1e-3, batch_size=256, width=32, bf16="auto"),
+            # one seed keeps the chapter near 20 minutes on one H100 (the cFlow schedule alone is most of it)
+            variances=(0.0, 0.01, 0.02, 0.03, 0.04, 0.05), cflow_variances=(0.02,), seeds=(0,),
+            adult=dict(etas=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0),
+                       cflow=dict(blocks=8, width=256, bias_dims=2, iterations=5_000, lr=1e-3, adversary_width=64),
+                       cvae=dict(channels=64, latent_channels=16, epochs=50, adversary_width=64),
+                       downstream=dict(epochs=40)),
+        ),
+    },
+    # chapter 4: full is the published protocol (all 60,000 images, rho 0.5-5%, 3 seeds, batches of 256; SiH to
+    # early stopping, at most 500 epochs; vanilla and LfF 100 epochs). quick: 10,000 images, rho 1% and 2%,
+    # batches of 128 for every method, vanilla 5 / LfF 10 / SiH 15 epochs, chosen so that both debiasing methods
+    # beat vanilla on the conflicting images for each of seeds 0-4 within minutes on a CPU
+    # (benchmarks/results/quick_margins_sih_cpu_2026-11-24.txt).
+    "signal_is_harder": {
+        "quick": dict(ratios=(0.01, 0.02), seeds=(0,), subsample=10_000, batch_size=128, vanilla_epochs=5,
+                      lff_epochs=10, sih_epochs=15),
+        "full": dict(ratios=(0.005, 0.01, 0.02, 0.05), seeds=(0, 1, 2), subsample=None, batch_size=256,
+                     vanilla_epochs=100, lff_epochs=100, sih_epochs=500),
+    },
+    # chapter 5: per data set; keys data, generator, module (the method's hyperparameters), classifier (the
+    # x / z / w_Y comparison) and judge (the independent attribute classifiers)
+    "fair_latent_space": {"quick": _fls(True), "full": _fls(False)},
+}
+
+CHAPTERS = tuple(PROTOCOLS)
+
+
+def protocol(chapter: str, profile: str | None = None, *, dataset: str | None = None) -> dict:
+    """One chapter's settings for the active profile (``profile`` overrides it), a fresh copy the caller may change.
+
+    ``dataset`` picks the data set's settings where a chapter has several (``fair_latent_space``).
+    """
+    if chapter not in PROTOCOLS:
+        raise ValueError(f"no protocol named {chapter!r}; the chapters' protocols are {', '.join(CHAPTERS)}.")
+    settings = copy.deepcopy(config.by_profile(**PROTOCOLS[chapter], name=profile))
+    if chapter == "fair_latent_space":
+        if dataset is None:
+            return settings
+        if dataset not in settings:
+            raise ValueError(f"dataset must be one of {tuple(settings)}, got {dataset!r}.")
+        return settings[dataset]
+    if dataset is not None:
+        raise ValueError(f"the {chapter} protocol has no per-data-set settings (dataset={dataset!r}).")
+    if settings.get("game") == "defaults":
+        from fairlab.methods.mi_backprop import MIBackpropHParams
+
+        defaults = MIBackpropHParams()
+        settings["game"] = {key: getattr(defaults, key) for key in GAME_OPTIONS}
+    return _resolve_auto(settings)
+
+
+def _resolve_auto(value):
+    """``bf16="auto"`` -> on where the device is a GPU (bf16 autocast pays there, not on a CPU)."""
+    if isinstance(value, dict):
+        return {k: (config.device().type == "cuda" if (k == "bf16" and v == "auto") else _resolve_auto(v))
+                for k, v in value.items()}
+    return value
+
+
+def cli_defaults(method: str, dataset: str, profile: str | None = None) -> dict:
+    """What the command line fills, for ``python -m fairlab run <method> --dataset <dataset>``, into the options
+    the user left unset: hyperparameters by their field names, and the data options ``subsample`` and
+    ``representative_subsample``. What is not here comes from the method's ``HParams`` (the paper's)."""
+    if method in ("erm", "lff", "sih") and (method != "erm" or dataset == "cmnist-lff"):
+        # chapter 4's protocol: epochs, batch size and, on LfF's Coloured MNIST, the training subset
+        chapter = protocol("signal_is_harder", profile)
+        epochs = {"erm": "vanilla_epochs", "lff": "lff_epochs", "sih": "sih_epochs"}[method]
+        values = {"epochs": chapter[epochs], "batch_size": chapter["batch_size"]}
+        if dataset == "cmnist-lff":
+            values["subsample"] = chapter["subsample"]
+        return values
+    if method == "erm":
+        return {"epochs": config.by_profile(quick=3, full=100, name=profile), "batch_size": 256}
+    if method == "mi":
+        chapter = protocol("mi_backprop", profile)
+        values = {**chapter["game"], "epochs": chapter["epochs"]}
+        if dataset == "cmnist-kim":
+            values["subsample"] = chapter["subsample"]
+        return values
+    if method in ("cflow", "cvae"):
+        chapter = protocol("null_sampling", profile)
+        where = chapter["adult"] if dataset == "adult" else chapter
+        values = {**where[method], **{f"downstream_{k}": v for k, v in where["downstream"].items()
+                                      if k != "bf16"}}
+        if dataset != "adult":
+            values["representative_subsample"] = chapter["representative"]
+        return values
+    if method == "fls":
+        chapter = protocol("fair_latent_space", profile, dataset=dataset)
+        values = dict(chapter["module"])
+        values.update({f"classifier_{k}": v for k, v in chapter["classifier"].items()})
+        values["generator"] = chapter["generator"]
+        values["subsample"] = chapter["data"]["train_size"]
+        if "correlation" in chapter["data"]:
+            values["correlation"] = chapter["data"]["correlation"]
+        return values
+    return {}

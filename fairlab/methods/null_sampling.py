@@ -62,7 +62,18 @@ class DownstreamHParams:
 
 
 @dataclass
-class CFlowHParams(DownstreamHParams):
+class GenerativeHParams(DownstreamHParams):
+    """What the cFlow and the cVAE share: the adversaries that keep s out of the latent, and the speed options."""
+
+    adversaries: int = hparam(3, "adversaries reading the latent", positive=True)
+    adversary_width: int = hparam(512, "the adversaries' hidden width", positive=True)
+    bf16: bool = hparam(False, "bf16 autocast (GPU)")
+    compile: bool = hparam(False, "torch.compile the loss")
+    channels_last: bool | None = hparam(None, "NHWC activations (default: on CUDA)")
+
+
+@dataclass
+class CFlowHParams(GenerativeHParams):
     """The published cFlow on Coloured MNIST (Kehrenberg et al. 2020): 3 levels of 24 Glow blocks of width 512,
     |z_b| = 6, about 26,000 RAdam steps of 256 at 3e-4, adversary weight 0.01, three adversaries of width 512."""
 
@@ -73,16 +84,11 @@ class CFlowHParams(DownstreamHParams):
     iterations: int = hparam(26_000, "training steps (rounded up to whole epochs)", positive=True)
     batch_size: int = hparam(256, "batch size", positive=True)
     lr: float = hparam(3e-4, "RAdam's learning rate")
-    w_adv: float = hparam(0.01, "weight of the adversaries' loss")
-    adversaries: int = hparam(3, "adversaries reading [z_u, 0]", positive=True)
-    adversary_width: int = hparam(512, "the adversaries' hidden width", positive=True)
-    bf16: bool = hparam(False, "bf16 autocast (GPU)")
-    compile: bool = hparam(False, "torch.compile the loss")
-    channels_last: bool | None = hparam(None, "NHWC activations (default: on CUDA)")
+    w_adv: float = hparam(0.01, "weight of the adversaries' loss (they read [z_u, 0])")
 
 
 @dataclass
-class CVAEHParams(DownstreamHParams):
+class CVAEHParams(GenerativeHParams):
     """The published cVAE on Coloured MNIST: gated convolutions, 4 levels of 32 channels, a latent of 64 channels,
     50 epochs of 128 at 1e-3, beta = 0.01, adversary weight 1, three adversaries of width 512."""
 
@@ -95,12 +101,7 @@ class CVAEHParams(DownstreamHParams):
     batch_size: int = hparam(128, "batch size", positive=True)
     lr: float = hparam(1e-3, "RAdam's learning rate")
     beta: float = hparam(0.01, "weight of the KL term")
-    w_adv: float = hparam(1.0, "weight of the adversaries' loss")
-    adversaries: int = hparam(3, "adversaries reading z", positive=True)
-    adversary_width: int = hparam(512, "the adversaries' hidden width", positive=True)
-    bf16: bool = hparam(False, "bf16 autocast (GPU)")
-    compile: bool = hparam(False, "torch.compile the loss")
-    channels_last: bool | None = hparam(None, "NHWC activations (default: on CUDA)")
+    w_adv: float = hparam(1.0, "weight of the adversaries' loss (they read z)")
 
 
 def downstream_options(hp=None) -> dict:

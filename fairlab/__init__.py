@@ -1,7 +1,9 @@
 """fairlab: fair and debiased representation learning, the package behind the course.
 
-Layout: ``data`` (biased data sets), ``models`` (networks), ``methods`` (one file per method),
-``metrics``, ``train`` (the one training loop), ``viz`` (figures), ``config`` (environment variables).
+Layout: ``data`` (biased data sets), ``models`` (networks), ``methods`` (one file per method, each behind one record
+in ``methods.METHODS``), ``losses`` (shared by several methods), ``train`` (the one training loop), ``metrics``,
+``protocols`` (the chapters' settings per profile), ``experiments`` (what the chapters do with the methods),
+``pretrained`` (frozen generators), ``viz`` (figures), ``config`` (environment variables).
 """
 __version__ = "0.1.0"
 

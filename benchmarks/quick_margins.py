@@ -51,7 +51,7 @@ def mi_margins(seeds, device) -> None:
                              values=["accuracy", "bias_probe_accuracy"]) * 100
     table.columns = [f"{arm} {'accuracy' if value == 'accuracy' else 'probe'}" for value, arm in table.columns]
     table["lambda=1 - lambda=0"] = table["lambda=1 accuracy"] - table["lambda=0 accuracy"]
-    print(f"random-colour test accuracy and colour-probe accuracy (%), chapter 2 quick protocol {protocol}")
+    print(f"random-colour test accuracy and colour-probe accuracy (%), chapter 2 quick protocol {chapter}")
     print(table.round(2).to_string())
     print(f"smallest margin {table['lambda=1 - lambda=0'].min():.2f} points; {time.perf_counter() - start:.0f} s")
 

@@ -49,22 +49,58 @@ def image_grid(
     return fig
 
 
-def dataset_grid(data, n_per_class: int = 2, *, title: str | None = None, size: float = 0.9):
-    """The first ``n_per_class`` images of each class of a ``BiasedDataset``, titled ``y=<label> s=<bias>``.
+def grid_picks(data, n_per_class: int = 1) -> tuple[list[list[int]], list[str]]:
+    """Which images ``dataset_grid`` shows: ``n_per_class`` rows of bias-aligned images, one per class and row, then
+    one row of bias-conflicting images where the data has any; and each row's label.
 
-    Rows are classes' examples; conflicting samples (where ``aligned`` is False) are marked with a star.
+    Images of a class are taken in data order within their kind, so the grid does not depend on where the
+    conflicting images happen to sit (LfF's colouring, for one, gives a class's first images the other colours).
+    A data set without ``aligned`` gives its first images. Returns ``(rows of indices, row labels)``; a class without
+    an image of a row's kind leaves -1 in that row.
     """
-    picks = []
-    for c in range(data.num_classes):
-        idx = torch.nonzero(data.y == c).flatten()[:n_per_class]
-        picks.append(idx)
-    index = torch.stack(picks, 1).flatten()  # class-major columns: one row per example rank
-    titles = []
-    for i in index.tolist():
-        s = int(data.group[i]) if data.group is not None else "-"
-        star = "*" if data.aligned is not None and not bool(data.aligned[i]) else ""
-        titles.append(f"y={int(data.y[i])} s={s}{star}")
-    return image_grid(data.x[index].cpu(), titles, ncols=data.num_classes, size=size, suptitle=title)
+    kinds = [("aligned", True)] * n_per_class + [("conflicting", False)]
+    if data.aligned is None:
+        kinds = [("", None)] * n_per_class
+    elif bool(data.aligned.all()):
+        kinds = kinds[:-1]
+    rows, labels, taken = [], [], {}
+    for label, aligned in kinds:
+        row = []
+        for c in range(data.num_classes):
+            mask = data.y == c
+            if aligned is not None:
+                mask = mask & (data.aligned == aligned)
+            candidates = torch.nonzero(mask).flatten().tolist()
+            used = taken.setdefault((c, aligned), 0)
+            row.append(candidates[used] if used < len(candidates) else -1)
+            taken[(c, aligned)] = used + 1
+        rows.append(row)
+        labels.append(label)
+    return rows, labels
+
+
+def dataset_grid(data, n_per_class: int = 2, *, title: str | None = None, size: float = 0.9):
+    """Images of each class of a ``BiasedDataset``, titled ``y=<label> s=<bias>``: ``n_per_class`` rows of
+    bias-aligned images, then a row of bias-conflicting ones (starred), and in the title the share of conflicting
+    images in the whole set, so that the grid shows what the data is (``grid_picks`` says which images)."""
+    rows, labels = grid_picks(data, n_per_class)
+    images, titles = [], []
+    blank = torch.ones_like(data.x[0])
+    for row in rows:
+        for i in row:
+            if i < 0:
+                images.append(blank)
+                titles.append("(none)")
+                continue
+            images.append(data.x[i])
+            s = int(data.group[i]) if data.group is not None else "-"
+            star = "*" if data.aligned is not None and not bool(data.aligned[i]) else ""
+            titles.append(f"y={int(data.y[i])} s={s}{star}")
+    if data.aligned is not None:
+        share = f"{float((~data.aligned).float().mean()):.1%} of the images bias-conflicting (* rows)"
+        title = f"{title}\n{share}" if title else share
+    return image_grid(torch.stack(images).cpu(), titles, ncols=data.num_classes, size=size, suptitle=title,
+                      row_labels=labels if any(labels) else None)
 
 
 def group_accuracy_bars(results: Mapping[str, Mapping[str, float]], *, title: str = "", ylabel: str = "accuracy"):

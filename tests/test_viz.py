@@ -67,3 +67,29 @@ def test_sweep_returns_the_predictions_it_scored():
     assert list(predictions) == [0.05] and predictions[0.05].shape == test.y.shape
     accuracy = float((predictions[0.05] == test.y).float().mean())
     assert accuracy == pytest.approx(frame.loc[0.05, "accuracy"])
+
+
+def test_dataset_grid_shows_aligned_rows_then_a_conflicting_row():
+    # the first image of every class is bias-conflicting (as LfF's colouring makes them): the grid must still show
+    # aligned images first and mark the conflicting row, with the share of conflicting images in its title
+    import torch
+
+    from fairlab.data.base import BiasedDataset
+
+    y = torch.arange(3).repeat_interleave(5)  # 3 classes x 5 images
+    aligned = torch.tensor([False, True, True, True, True] * 3)
+    s = torch.where(aligned, y, (y + 1) % 3)
+    data = BiasedDataset(x=torch.rand(15, 3, 4, 4), y=y, s=s, aligned=aligned, num_classes=3, num_groups=3)
+    rows, labels = viz.grid_picks(data, n_per_class=2)
+    assert labels == ["aligned", "aligned", "conflicting"]
+    assert rows == [[1, 6, 11], [2, 7, 12], [0, 5, 10]]
+    fig = viz.dataset_grid(data, n_per_class=2, title="toy")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:6] == ["y=0 s=0", "y=1 s=1", "y=2 s=2"] * 2
+    assert titles[6:] == ["y=0 s=1*", "y=1 s=2*", "y=2 s=0*"]
+    assert "20.0% of the images bias-conflicting" in fig._suptitle.get_text()
+    # a set without conflicting images has no conflicting row
+    only_aligned = BiasedDataset(x=data.x[aligned], y=y[aligned], s=s[aligned], aligned=aligned[aligned],
+                                 num_classes=3, num_groups=3)
+    assert viz.grid_picks(only_aligned, 1)[1] == ["aligned"]
+    plt.close("all")

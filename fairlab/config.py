@@ -160,7 +160,8 @@ def seed_everything(seed: int) -> None:
 
 
 def run_info() -> str:
-    """One line saying how this run was made: profile, device, versions."""
+    """One line saying how this run was made: profile, device, versions. Not the data folder: that is a path on one
+    machine, and the data are checked by their md5 sums wherever they are."""
     from fairlab import __version__
 
     dev = device()
@@ -170,5 +171,5 @@ def run_info() -> str:
         dev_name = f"cpu ({torch.get_num_threads()} threads)"
     return (
         f"fairlab {__version__} | profile={profile()} | device={dev_name} | "
-        f"torch {torch.__version__} | python {platform.python_version()} | data={data_root()}"
+        f"torch {torch.__version__} | python {platform.python_version()}"
     )

@@ -30,7 +30,9 @@ def image_grid(
     """Show (N, C, H, W) images on a grid, ``ncols`` per row, with optional per-image titles and row labels."""
     n = len(images)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.1), squeeze=False)
+    # room for the title's lines above the rows, so a grid of one row keeps its title
+    title_height = 0.25 * (suptitle.count("\n") + 1) + 0.1 if suptitle else 0.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.1 + title_height), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -97,7 +99,8 @@ def dataset_grid(data, n_per_class: int = 2, *, title: str | None = None, size: 
             star = "*" if data.aligned is not None and not bool(data.aligned[i]) else ""
             titles.append(f"y={int(data.y[i])} s={s}{star}")
     if data.aligned is not None:
-        share = f"{float((~data.aligned).float().mean()):.1%} of the images bias-conflicting (* rows)"
+        conflicting = float((~data.aligned).float().mean())
+        share = f"{conflicting:.1%} of the images bias-conflicting (* row)" if conflicting else "no image bias-conflicting"
         title = f"{title}\n{share}" if title else share
     return image_grid(torch.stack(images).cpu(), titles, ncols=data.num_classes, size=size, suptitle=title,
                       row_labels=labels if any(labels) else None)

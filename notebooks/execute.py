@@ -27,8 +27,18 @@ def execute(path: Path, timeout: int = 3600, allow_errors: bool = False) -> floa
     )
     start = time.perf_counter()
     client.execute()
+    drop_unused_widget_state(notebook)
     nbformat.write(notebook, path)
     return time.perf_counter() - start
+
+
+def drop_unused_widget_state(notebook) -> None:
+    """Remove saved widget state that no output shows. nbclient keeps the state of an earlier execution when this one
+    made no widget (progress bars of a run with them on, say): models nobody displays, only weight in the file."""
+    views = [output for cell in notebook.cells for output in cell.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in output.get("data", {})]
+    if not views:
+        notebook.metadata.pop("widgets", None)
 
 
 def main() -> None:

@@ -15,7 +15,12 @@ so a page that works here works offline. Per page:
 - if the page has math, MathJax has typeset it (``mjx-container`` elements, no ``mjx-merror``);
 - every exercise solution is a dropdown that starts closed and opens on a click;
 - if the page saved ipywidgets, they render; a slider linked to a stack of figures changes the visible figure when
-  it is moved with the keyboard, and shows every one of its figures in turn.
+  it is moved with the keyboard, and shows every one of its figures in turn;
+- nothing is wider than the text column at a 1280-px window: no element runs past the column's right edge, and no
+  code block, output or table hides part of itself behind a scroll bar (the reader would miss what is cut off).
+
+(What can be checked without a browser, no warnings or progress bars in the saved outputs and no workshop words in
+the text, is in ``tests/test_saved_outputs.py``, part of ``make test``.)
 
 Exit status 0 when every check passed; otherwise one line per failure.
 """
@@ -58,6 +63,29 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 VISIBLE_FIGURE = """stack => {
     const img = [...stack.querySelectorAll('img')].find(i => i.offsetParent !== null);
     return img ? img.src.slice(-64) : null;
+}"""
+
+
+# elements of the article that run past its right edge or scroll sideways; the outermost one of each offence
+OVERFLOW = """() => {
+    const article = document.querySelector('article.bd-article') || document.querySelector('main');
+    if (!article) return [];
+    const edge = article.getBoundingClientRect().right + 1;
+    const found = [];
+    for (const el of article.querySelectorAll('*')) {
+        if (el.closest('span.math')) continue;  // inline math: MathJax's own boxes, part of a line of text
+        const box = el.getBoundingClientRect();
+        const runsOut = box.width > 0 && box.right > edge;
+        const scrolls = el.scrollWidth > el.clientWidth + 1 && ['auto', 'scroll', 'hidden'].includes(
+            getComputedStyle(el).overflowX) && el.clientWidth > 0;
+        if (!runsOut && !scrolls) continue;
+        if (found.some(f => f.el.contains(el))) continue;
+        const text = (el.textContent || '').trim().replace(/\\s+/g, ' ').slice(0, 70);
+        const by = Math.round(runsOut ? box.right - edge : el.scrollWidth - el.clientWidth);
+        const tag = `${el.tagName.toLowerCase()}.${[...el.classList].slice(0, 2).join('.')}`;
+        found.push({el, what: `${tag} (${by} px): ${text}`});
+    }
+    return found.map(f => f.what);
 }"""
 
 
@@ -129,6 +157,10 @@ def check_page(page, base: str, name: str, external: list[str], failures: list[s
             failures.append(f"{name}: solution {k + 1} does not open on a click")
     if solutions.count():
         notes.append(f"{solutions.count()} solutions closed, open on click")
+
+    wide = page.evaluate(OVERFLOW)
+    failures.extend(f"{name}: wider than the column: {what}" for what in wide)
+    notes.append("nothing wider than the column" if not wide else f"{len(wide)} elements too wide")
 
     if page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count():
         moved = check_widgets(page, name, failures)

@@ -1,11 +1,11 @@
-"""Command line: ``python -m fairlab run <method> ...`` and ``python -m fairlab data check``.
+"""Command line: ``python -m fairlab run <method>``, ``python -m fairlab sweep`` and ``python -m fairlab data check``.
 
 ``run`` trains one method (``fairlab.methods.METHODS``) on one data set and prints one JSON line of test-split
 metrics per seed, with fixed keys: accuracy, aligned_accuracy, conflicting_accuracy, worst_group_accuracy, seconds,
 dp and eo (binary s only), hgr, method, dataset, seed, profile, plus the method's own numbers (its ``summary``).
 A method's options are built from its ``hparams`` fields; an option left unset takes the chapter's protocol for the
 profile (``fairlab.protocols.cli_defaults``), else the method's default. ``--seeds 0 1 2`` trains one run per seed,
-stacked in one process where the method can.
+stacked in one process where the method can. ``sweep`` runs a grid of such runs through submitit (``fairlab.sweep``).
 
 Errors: fairlab's own (``FairlabError``: missing data, no such device, a diverged run) and bad values
 (``ValueError``) print as ``fairlab: error: <what is wrong and how to fix it>`` on stderr, exit status 1 (2 for
@@ -168,10 +168,45 @@ def build_parser() -> argparse.ArgumentParser:
             if field.metadata.get("cli", True):
                 flags[field.name] = _hparam_option(group, field, types[field.name])
         sub.set_defaults(record=record, flags=flags)
+    _sweep_parser(commands, debug_help)
     data = commands.add_parser("data", help="data-folder utilities")
     data.add_argument("action", choices=("check",), help="check: verify every raw file and its md5")
     data.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
+
+
+def _sweep_parser(commands, debug_help: str) -> None:
+    """``python -m fairlab sweep``'s options (the sweep itself is ``fairlab.sweep``)."""
+    sweep = commands.add_parser(
+        "sweep", help="a grid of runs through submitit (local processes, Slurm or in-process), resumable",
+        description="Expand a grid of `fairlab run` runs and submit them through submitit; each finished run "
+        "appends one JSON line to OUT/RESULTS.jsonl, and running the same sweep again skips the runs there.")
+    sweep.add_argument("spec", nargs="?", help="a TOML (or YAML) file: profile, methods, datasets, seeds, grid, "
+                       "set, out, [[part]] (see sweeps/)")
+    grid = sweep.add_argument_group("the grid (on the command line, or replacing the spec's values)")
+    grid.add_argument("--methods", nargs="+", default=None)
+    grid.add_argument("--datasets", nargs="+", default=None)
+    grid.add_argument("--seeds", type=int, nargs="+", default=None)
+    grid.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2",
+                      help="sweep a run option over these values (repeatable)")
+    grid.add_argument("--set", action="append", default=[], dest="fixed", metavar="OPTION=VALUE",
+                      help="a fixed run option (repeatable)")
+    grid.add_argument("--profile", choices=("quick", "full"), default=None,
+                      help="the runs' profile (default: the spec's, else FAIRLAB_PROFILE)")
+    grid.add_argument("--device", default=None, help="every run's --device (default: each worker's choice)")
+    grid.add_argument("--out", default=None, help="the sweep's folder (default: the spec's out, else runs/SPEC)")
+    how = sweep.add_argument_group("where the runs go")
+    how.add_argument("--executor", choices=("local", "slurm", "debug"), default="local",
+                     help="local: submitit's local processes; slurm: one Slurm job per cell; debug: in this process")
+    how.add_argument("--workers", type=_positive_int, default=None,
+                     help="local: runs at once (default: one per visible GPU, else one); slurm: array parallelism")
+    how.add_argument("--retries", type=int, default=1, help="attempts after a failed one, per job (default 1)")
+    how.add_argument("--partition", default=None, help="slurm: the partition")
+    how.add_argument("--gpus-per-job", type=int, default=None, help="slurm: GPUs per job")
+    how.add_argument("--time", default=None, help="slurm (and local): a job's time limit, minutes or D-HH:MM:SS")
+    how.add_argument("--cpus-per-task", type=_positive_int, default=None, help="slurm: CPUs per job")
+    sweep.add_argument("--status", action="store_true", help="print what is done, failed and pending; train nothing")
+    sweep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
 
 
 def prepare(args):
@@ -284,6 +319,10 @@ def command(args) -> int:
         bad = [r for r in rows if r["status"] != "ok"]
         print(f"data root {config.data_root()}: {len(rows) - len(bad)}/{len(rows)} files ok")
         return 1 if bad else 0
+    if args.command == "sweep":
+        from fairlab.sweep import sweep_command
+
+        return sweep_command(args)
     for result in run(args):
         print(json.dumps(result))
     return 0

@@ -8,7 +8,9 @@ x / z / w_Y table of the run (one JSON line per data set and seed).
 The generator is trained afresh here (never loaded: the point is its
 training time) and nothing is written to the checkpoint folders. Sizes
 and epochs follow FAIRLAB_PROFILE (``full`` by default: the chapter's
-full profile, for a GPU).
+full profile, for a GPU). The table has plain ERM on the same training
+set (``settings["erm"]``) beside the classifiers on x, z and w_Y; the
+margins over seeds are ``benchmarks/fls_margins.py``.
 """
 from __future__ import annotations
 
@@ -42,11 +44,14 @@ def bench(dataset: str, seed: int) -> dict:
     sets = {"x": (train, test), "z": (train_z, test_z),
             "w_Y": (fls.label_part(module, train_z),
                     fls.label_part(module, test_z))}
-    classifiers = {n: fls.fit_classifier(tr, settings["classifier"],
-                                         seed=seed, device=device)
-                   for n, (tr, _) in sets.items()}
+    classifiers = {"ERM": fls_exp.fit_erm(train, settings["erm"],
+                                          seed=seed, device=device)}
+    classifiers.update({n: fls.fit_classifier(tr, settings["classifier"],
+                                              seed=seed, device=device)
+                        for n, (tr, _) in sets.items()})
     table = fls_exp.representation_table(
-        {n: te for n, (_, te) in sets.items()}, classifiers)
+        {"ERM": test, **{n: te for n, (_, te) in sets.items()}},
+        classifiers)
     error = fls_exp.reconstruction_error(generator, test).mean().item()
     return {
         "dataset": dataset, "seed": seed, "profile": config.profile(),

@@ -10,6 +10,7 @@ from torch import nn
 
 from fairlab import metrics
 from fairlab.data.base import BiasedDataset
+from fairlab.methods import METHODS
 from fairlab.methods.fair_latent_space import (
     FairLatentSpace, counterfactuals, fit_classifier, fit_module, label_part, transform,
 )
@@ -27,9 +28,10 @@ def load_data(dataset: str, split: str, *, seed: int = 0,
               settings: dict | None = None) -> BiasedDataset:
     """The chapter's ``train`` or ``test`` split of ``dataset``.
 
-    ``cmnist-binary``: binary Coloured MNIST, the same correlation in
-    both splits (the test set is the population the decisions are
-    made on). ``adult``: the official UCI split, y income, s sex.
+    ``cmnist-binary``: binary Coloured MNIST, P(s = y) =
+    ``data.correlation`` in the training split and
+    ``data.test_correlation`` (the training one when absent) in the
+    test split. ``adult``: the official UCI split, y income, s sex.
     ``celeba``: the official partition at 64x64 (the CelebA reader of
     the null-sampling chapter), rescaled to [0, 1].
     """
@@ -38,9 +40,10 @@ def load_data(dataset: str, split: str, *, seed: int = 0,
     if dataset == "cmnist-binary":
         from fairlab.data import binary_coloured_mnist
 
+        correlation = settings["data"].get(f"{split}_correlation",
+                                           settings["data"]["correlation"])
         return binary_coloured_mnist(
-            split, correlation=settings["data"]["correlation"],
-            seed=seed, subsample=size)
+            split, correlation=correlation, seed=seed, subsample=size)
     if dataset == "adult":
         from fairlab.data import adult
 
@@ -75,18 +78,44 @@ def judge_data(dataset: str, *, seed: int = 0,
 
 
 def fit_judges(data: BiasedDataset, settings: dict, *, seed: int = 0,
-               device=None, progress: bool | None = None) -> dict:
+               generator: nn.Module | None = None, device=None,
+               progress: bool | None = None) -> dict:
     """{"y": judge of the label, "s": judge of the sensitive
-    attribute}, both reading x (an image or a record)."""
+    attribute}, both reading x (an image or a record). With
+    ``generator``, the judges learn from the generator's reconstructions
+    decode(encode(x)) of ``data``, the kind of image they will judge."""
+    if generator is not None:
+        data = reconstructions(generator, data)
     return {t: fit_classifier(data, settings, target=t, seed=seed,
                               device=device, progress=progress)
             for t in ("y", "s")}
 
 
+@torch.no_grad()
+def reconstructions(generator: nn.Module, data: BiasedDataset,
+                    batch_size: int = 2048) -> BiasedDataset:
+    """The data set with x replaced by decode(encode(x)), on the
+    generator's device."""
+    on = data.to(model_device(generator))
+    x = torch.cat([generator.decode(generator.encode(b.x)[0])
+                   for b in on.batches(batch_size)])
+    return replace(on, x=x)
+
+
+def fit_erm(train: BiasedDataset, settings: dict, *, seed: int = 0,
+            device=None, progress: bool | None = None) -> nn.Module:
+    """Plain ERM on the same training set: the course's baseline
+    (``METHODS["erm"]``, the baseline network of the data set) with the
+    chapter's ``settings`` (epochs, batch size)."""
+    model, _ = METHODS["erm"].fit(train, seed=seed, device=device,
+                                  progress=progress, **settings)
+    return model.eval()
+
+
 def representation_table(test_sets: dict, classifiers: dict,
                          ) -> pd.DataFrame:
-    """One row per representation ("x", "z", "w_Y"): accuracy, DP, EO,
-    worst-group accuracy of its classifier on its test set."""
+    """One row per classifier ("ERM", "x", "z", "w_Y": what it reads):
+    accuracy, DP, EO, worst-group accuracy on its test set."""
     rows = {}
     for name, data in test_sets.items():
         pred = predict(classifiers[name], data)
@@ -260,19 +289,28 @@ def traversal_curves(paths: dict, judges: dict) -> pd.DataFrame:
 # -------------------------------------------------------------------
 def records(features: torch.Tensor, feature_names,
             stats: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Encoded Adult rows (N, F) back to readable records: one column
-    per field, the category with the largest value, the continuous
-    columns un-standardised with ``stats`` (rows mean, std) if given."""
+    """Encoded Adult rows (N, F) back to records as a person reads
+    them: one column per field, the category with the largest value,
+    the continuous columns un-standardised with ``stats`` (rows mean,
+    std, min, max; ``adult_stats``), then put back in the data's domain:
+    clipped to the range seen in training and rounded to whole numbers
+    (every continuous field of Adult is a count: years, dollars,
+    hours). A decoder's Gaussian mean can fall outside that domain (a
+    negative capital gain); the record a person reads cannot."""
     frame = pd.DataFrame(features.detach().cpu().numpy(),
                          columns=list(feature_names))
     out = {}
     continuous, _ = tabular_layout(feature_names)
     for name in feature_names[:continuous]:
-        value = frame[name]
+        value = frame[name].astype(float)
         if stats is not None:
             value = value * stats.loc["std", name] + stats.loc["mean",
                                                                name]
-        out[name] = value.round(1)
+            value = value.clip(stats.loc["min", name],
+                               stats.loc["max", name])
+            out[name] = value.round().astype(int)
+        else:
+            out[name] = value.round(2)
     fields = dict.fromkeys(n.split("_", 1)[0]
                            for n in feature_names[continuous:])
     for field in fields:
@@ -284,12 +322,35 @@ def records(features: torch.Tensor, feature_names,
 
 def adult_stats() -> pd.DataFrame:
     """Mean and std of Adult's continuous columns on the UCI training
-    rows (what ``fairlab.data.adult`` standardises with)."""
+    rows (what ``fairlab.data.adult`` standardises with), and their
+    smallest and largest values there (the domain of a record)."""
     from fairlab.data.adult import CONTINUOUS, load_adult_frame
 
-    train = load_adult_frame()[0]
-    return pd.DataFrame({"mean": train[CONTINUOUS].mean(),
-                         "std": train[CONTINUOUS].std()}).T
+    train = load_adult_frame()[0][CONTINUOUS]
+    return pd.DataFrame({"mean": train.mean(), "std": train.std(),
+                         "min": train.min(), "max": train.max()}).T
+
+
+def in_domain(table: pd.DataFrame, stats: pd.DataFrame,
+              feature_names) -> pd.Series:
+    """For each field of a records table: is every value in the data's
+    domain (a whole number within the training range; one of the
+    field's categories)?"""
+    categories: dict = {}
+    for name in feature_names:
+        if "_" in name:
+            field, value = name.split("_", 1)
+            categories.setdefault(field, []).append(value)
+    ok = {}
+    for col in table.columns:
+        if col in stats.columns:
+            values = table[col]
+            ok[col] = bool(pd.api.types.is_integer_dtype(values)
+                           and values.between(stats.loc["min", col],
+                                              stats.loc["max", col]).all())
+        else:
+            ok[col] = bool(table[col].isin(categories[col]).all())
+    return pd.Series(ok, name="in the data's domain")
 
 
 def changed_fields(before: pd.DataFrame,
@@ -356,7 +417,7 @@ class Experiment:
     test: BiasedDataset
     train_z: BiasedDataset  # x = z
     test_z: BiasedDataset
-    classifiers: dict  # "x", "z", "w_Y" -> MLP
+    classifiers: dict  # "ERM", "x", "z", "w_Y" -> MLP
     table: pd.DataFrame  # representation_table
 
 
@@ -365,7 +426,8 @@ def run_experiment(dataset: str, *, seed: int = 0,
                    device=None, progress: bool | None = None,
                    ) -> Experiment:
     """Load (or train) the frozen generator, encode, train the module,
-    train the x / z / w_Y classifiers, measure them on the test set.
+    train plain ERM on x and the x / z / w_Y classifiers, measure them
+    on the test set.
 
     ``settings`` default to ``chapter_settings(dataset)``. The
     generator is trained once per training set, with seed 0;
@@ -384,12 +446,15 @@ def run_experiment(dataset: str, *, seed: int = 0,
     sets = {"x": (train, test), "z": (train_z, test_z),
             "w_Y": (label_part(module, train_z),
                     label_part(module, test_z))}
-    classifiers = {
+    classifiers = {"ERM": fit_erm(train, settings["erm"], seed=seed,
+                                  device=device, progress=progress)}
+    classifiers.update({
         name: fit_classifier(tr, settings["classifier"], seed=seed,
                              device=device, progress=progress)
-        for name, (tr, _) in sets.items()}
+        for name, (tr, _) in sets.items()})
     table = representation_table(
-        {name: te for name, (_, te) in sets.items()}, classifiers)
+        {"ERM": test, **{name: te for name, (_, te) in sets.items()}},
+        classifiers)
     return Experiment(dataset, settings, generator, module, history,
                       seconds, train, test, train_z, test_z,
                       classifiers, table)

@@ -19,18 +19,24 @@ Losses per batch (``fls_loss``), each a function below:
 
     nll   = -(log N(w; 0, I) + log|det df/dz|) / D          flow_nll
     heads = CE(h_Y(w_Y), y) + CE(h_S(w_S), s)               head_losses
-    indep = CE(a_Y([GRL(w_Y), y]), s) + CE(a_R(GRL(w_R)), (y, s))
-                                                   independence_loss
+    indep = CE(a_Y([GRL(w_Y), y]), s) + CE(a_S([GRL(w_S), s]), y)
+            + CE(a_R(GRL(w_R)), (y, s))            independence_loss
     redis = mean over cells (y, s) of
             |mean(w_Y | y, s) - m_Y(y)|^2 + |mean(w_S | y, s) - m_S(s)|^2
                                                  redistribution_loss
     loss  = nll + heads + indep + redistribution_weight * redis
 
-GRL is a gradient reversal: the adversaries a_Y and a_R learn to read s
-(given y) from w_Y and (y, s) from w_R; the flow learns to stop them.
+GRL is a gradient reversal: the adversaries a_Y, a_S and a_R learn to
+read s (given y) from w_Y, y (given s) from w_S and (y, s) from w_R; the
+flow learns to stop them.
 m_Y(y) = +-(d/2) u and m_S(s) = +-(d/2) u (u the unit diagonal): the
 class means of w_Y, and the group means of w_S, placed symmetrically,
 the same in every cell, so no group sits closer to a decision.
+
+``fit_module`` holds out ``selection_share`` of the training latents
+and keeps the epoch whose own decision h_Y(w_Y) has the highest
+worst-group accuracy on them; the class and group means the
+counterfactuals move between average their two cells (y, s).
 
 The fair decision reads w_Y only. ``flip_sensitive`` moves w_S from its
 group's mean to the other group's; ``move_label`` does the same to w_Y;
@@ -72,6 +78,8 @@ class FLSHParams:
     independence_weight: float = hparam(1.0, "weight of the reversed adversaries' gradient")
     redistribution_weight: float = hparam(1.0, "weight of the redistribution loss")
     epochs: int = hparam(40, "the module's epochs", positive=True)
+    selection_share: float = hparam(0.2, "share of the training latents held out to pick the module's epoch "
+                                    "(the highest worst-group accuracy of h_Y there); 0: keep the last epoch")
     batch_size: int = hparam(2048, "the module's batch size", positive=True)
     lr: float = hparam(3e-3, "the module's learning rate (Adam)")
     classifier_hidden: tuple = hparam((64,), "the w_Y classifier's hidden widths", cli=False)
@@ -122,6 +130,9 @@ class FairLatentSpace(nn.Module):
         # s from (w_Y, y): what w_Y knows of s beyond the label
         self.label_adversary = AdversaryEnsemble(
             label_dims + 2, 2, **options)
+        # y from (w_S, s): what w_S knows of y beyond the group
+        self.sensitive_adversary = AdversaryEnsemble(
+            sensitive_dims + 2, 2, **options)
         # the cell (y, s) from w_R: w_R should know neither
         self.rest_adversary = AdversaryEnsemble(rest, 4, **options)
         self.register_buffer("label_means", torch.zeros(2, label_dims))
@@ -182,18 +193,23 @@ def head_losses(model: FairLatentSpace, w_y, w_s, y, s) -> tuple:
     return label, sensitive
 
 
-def independence_loss(model: FairLatentSpace, w_y, w_r, y, s,
-                      weight: float = 1.0) -> torch.Tensor:
+def independence_loss(model: FairLatentSpace, w_y, w_s, w_r, y, s,
+                      weight: float) -> torch.Tensor:
     """Adversaries behind gradient reversal: one reads s from w_Y *and
-    y* (so w_Y may keep the label, not what s adds to it), one reads
-    the cell (y, s) from w_R. The adversaries minimise this loss; the
-    flow, through the reversal, maximises it (times ``weight``)."""
+    y* (so w_Y may keep the label, not what s adds to it), one reads y
+    from w_S and s (so w_S may keep the group, not the label that goes
+    with it in this population), one reads the cell (y, s) from w_R.
+    The adversaries minimise this loss; the flow, through the reversal,
+    maximises it (times ``weight``)."""
     y_hot = F.one_hot(y, 2).to(w_y.dtype)
+    s_hot = F.one_hot(s, 2).to(w_s.dtype)
     label_in = torch.cat([grad_reverse(w_y, weight), y_hot], 1)
     from_label = model.label_adversary.loss(label_in, s)
+    sensitive_in = torch.cat([grad_reverse(w_s, weight), s_hot], 1)
+    from_sensitive = model.sensitive_adversary.loss(sensitive_in, y)
     from_rest = model.rest_adversary.loss(
         grad_reverse(w_r, weight), 2 * y + s)
-    return from_label + from_rest
+    return from_label + from_sensitive + from_rest
 
 
 def redistribution_targets(k: int, distance: float, device=None):
@@ -235,7 +251,7 @@ def fls_loss(model: FairLatentSpace, z, y, s, *,
     nll = flow_nll(w, logdet)
     label, sensitive = head_losses(model, w_y, w_s, y, s)
     independence = independence_loss(
-        model, w_y, w_r, y, s, independence_weight)
+        model, w_y, w_s, w_r, y, s, independence_weight)
     redistribution = redistribution_loss(
         w_y, w_s, y, s, mean_distance)
     loss = (nll + label + sensitive + independence
@@ -271,13 +287,49 @@ def fit_module(latents: BiasedDataset, hp: FLSHParams | None = None, *,
         return fls_loss(model, batch.x, batch.y, batch.s, **weights)
 
     start = time.perf_counter()
-    history = fit(model, latents, make_step(model, loss_fn, optimizer),
+    train, held_out = selection_split(latents, hp.selection_share, seed)
+    validate = None
+    if held_out is not None:
+        held_out = held_out.to(device or config.device())
+
+        def validate() -> dict:
+            return {"val_worst_group_accuracy":
+                    head_worst_group_accuracy(model, held_out)}
+    history = fit(model, train, make_step(model, loss_fn, optimizer),
                   epochs=hp.epochs, batch_size=hp.batch_size,
-                  device=device, progress=progress,
+                  validate=validate,
+                  monitor="val_worst_group_accuracy" if validate else None,
+                  mode="max", device=device, progress=progress,
                   desc="fair latent module")
     set_group_means(model, latents)
     synchronize(model_device(model))
     return model, history, time.perf_counter() - start
+
+
+def selection_split(latents: BiasedDataset, share: float, seed: int):
+    """(train, held out): a random ``share`` of the latents held out
+    (``None`` when the share is 0) to pick the module's epoch."""
+    if share <= 0:
+        return latents, None
+    order = torch.randperm(
+        len(latents), generator=torch.Generator().manual_seed(seed))
+    n = int(round(share * len(latents)))
+    return latents.subset(order[n:]), latents.subset(order[:n])
+
+
+@torch.no_grad()
+def head_worst_group_accuracy(model: FairLatentSpace,
+                              latents: BiasedDataset) -> float:
+    """The accuracy of the module's own fair decision h_Y(w_Y) in the
+    worst cell (y, s) of ``latents``: high only if it is right for
+    every cell, the rare ones too (a constant decision scores 0)."""
+    model.eval()
+    decision = torch.cat([model(b.x).argmax(1)
+                          for b in latents.batches(4096)])
+    cell = 2 * latents.y + latents.s
+    right = (decision == latents.y).float()
+    return min(float(right[cell == c].mean())
+               for c in range(4) if bool((cell == c).any()))
 
 
 @torch.no_grad()
@@ -294,13 +346,23 @@ def transform(model: FairLatentSpace, latents: BiasedDataset,
 @torch.no_grad()
 def set_group_means(model: FairLatentSpace,
                     latents: BiasedDataset) -> None:
-    """Class means of w_Y and group means of w_S on ``latents``."""
+    """Class means of w_Y and group means of w_S on ``latents``, each
+    the average of its two cells' means (the class mean of w_Y averages
+    its cells (y, 0) and (y, 1)), so that the rare cells count as much
+    as the common ones: a plain group mean in a population where the
+    group goes with the label would carry the label too."""
     w = transform(model, latents)
     w_y, w_s, _ = model.split(w)
     y, s = latents.y.to(w.device), latents.s.to(w.device)
+
+    def cell_mean(part, a, b):  # the mean of part over y == a, s == b
+        return part[(y == a) & (s == b)].mean(0)
+
     for value in (0, 1):
-        model.label_means[value] = w_y[y == value].mean(0)
-        model.sensitive_means[value] = w_s[s == value].mean(0)
+        model.label_means[value] = (cell_mean(w_y, value, 0)
+                                    + cell_mean(w_y, value, 1)) / 2
+        model.sensitive_means[value] = (cell_mean(w_s, 0, value)
+                                        + cell_mean(w_s, 1, value)) / 2
 
 
 def label_part(model: FairLatentSpace,

@@ -30,6 +30,7 @@ DATASET_OPTIONS = {
     "colour_variance": ("cmnist-kim", "cmnist-nifr"),
     "eta": ("adult",),
     "correlation": ("cmnist-binary",),
+    "test_correlation": ("cmnist-binary",),
 }
 
 
@@ -74,10 +75,11 @@ def load_datasets(args, seed: int | None = None):
         args = argparse.Namespace(**{**vars(args), "seed": seed})
 
     if args.dataset == "cmnist-binary":
-        # y = digit >= 5, s = one of two colours, P(s = y) = --correlation in both splits
+        # y = digit >= 5, s = one of two colours, P(s = y) = --correlation (the test split: --test-correlation)
         correlation = 0.9 if args.correlation is None else args.correlation
+        test_correlation = correlation if args.test_correlation is None else args.test_correlation
         return (binary_coloured_mnist("train", correlation=correlation, seed=args.seed, subsample=args.subsample),
-                binary_coloured_mnist("test", correlation=correlation, seed=args.seed))
+                binary_coloured_mnist("test", correlation=test_correlation, seed=args.seed))
     if args.dataset == "adult":
         if args.eta is None:
             return adult("train", seed=args.seed, subsample=args.subsample), adult("test", seed=args.seed)
@@ -149,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Adult: use the null-sampling protocol with this eta")
         data.add_argument("--correlation", type=float, default=None,
                           help="P(s = y), cmnist-binary only (default 0.9)")
+        data.add_argument("--test-correlation", type=float, default=None,
+                          help="P(s = y) in the test split, cmnist-binary only (default: --correlation)")
         data.add_argument("--subsample", type=_positive_int, default=None,
                           help="train on a random subset of this size (default: the chapter's protocol)")
         if "s_representative" in record.needs:

@@ -166,3 +166,21 @@ def test_cli_seeds_stack_runs_and_match_single_runs(capsys, monkeypatch):
     (single,) = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     for key in ("accuracy", "conflicting_accuracy", "worst_group_accuracy"):
         assert lines[1][key] == pytest.approx(single[key], abs=2e-3), key
+
+
+def test_fls_cli_takes_chapter_5s_training_and_test_correlation(monkeypatch):
+    # the chapter trains where colour and label agree 98 times in 100 and tests where they are independent: the command
+    # line must build the same two splits, and what the user gives wins
+    from conftest import prepared
+
+    from fairlab.protocols import protocol
+
+    chapter = protocol("fair_latent_space", "quick", dataset="cmnist-binary")["data"]
+    args, hp = prepared(["run", "fls", "--dataset", "cmnist-binary", "--profile", "quick"], monkeypatch)
+    assert (args.correlation, args.test_correlation) == (chapter["correlation"], chapter["test_correlation"])
+    assert chapter["correlation"] != chapter["test_correlation"]
+    args, _ = prepared(["run", "fls", "--dataset", "cmnist-binary", "--profile", "quick", "--test-correlation", "0.7"],
+                       monkeypatch)
+    assert args.test_correlation == 0.7
+    with pytest.raises(cli.UsageError, match="--test-correlation does not apply to --dataset adult"):
+        prepared(["run", "erm", "--dataset", "adult", "--test-correlation", "0.5"], monkeypatch)

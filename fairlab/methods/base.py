@@ -18,6 +18,7 @@ A method file defines
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -60,14 +61,14 @@ def resolve(hparams_type: type, hp=None, overrides: dict | None = None):
 def field_types(hparams_type: type) -> dict[str, type]:
     """Each field's value type, ``X | None`` read as ``X`` (for the command line's parsers)."""
     hints = typing.get_type_hints(hparams_type)
-    types = {}
+    found = {}
     for f in dataclasses.fields(hparams_type):
         hint = hints[f.name]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if args and typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if args and typing.get_origin(hint) in (typing.Union, types.UnionType):
             hint = args[0]
-        types[f.name] = typing.get_origin(hint) or hint
-    return types
+        found[f.name] = typing.get_origin(hint) or hint
+    return found
 
 
 @dataclass(frozen=True)

@@ -159,17 +159,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
+def describe_device(dev: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu (2 threads)``: a device as a run's record names it."""
+    if dev.type == "cuda":
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def run_info() -> str:
     """One line saying how this run was made: profile, device, versions. Not the data folder: that is a path on one
     machine, and the data are checked by their md5 sums wherever they are."""
     from fairlab import __version__
 
-    dev = device()
-    if dev.type == "cuda":
-        dev_name = f"{dev} ({torch.cuda.get_device_name(dev)})"
-    else:
-        dev_name = f"cpu ({torch.get_num_threads()} threads)"
     return (
-        f"fairlab {__version__} | profile={profile()} | device={dev_name} | "
+        f"fairlab {__version__} | profile={profile()} | device={describe_device(device())} | "
         f"torch {torch.__version__} | python {platform.python_version()}"
     )

@@ -392,11 +392,7 @@ def _provenance() -> dict:
                                 capture_output=True, timeout=20).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    dev = config.device()
-    if dev.type == "cuda":
-        device = f"{dev} ({torch.cuda.get_device_name(dev)})"
-    else:
-        device = f"{dev} ({torch.get_num_threads()} threads)"
+    device = config.describe_device(config.device())
     versions = {"python": sys.version.split()[0], "fairlab": fairlab.__version__, "torch": torch.__version__,
                 "numpy": numpy.__version__}
     try:

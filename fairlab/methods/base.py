@@ -71,6 +71,11 @@ def field_types(hparams_type: type) -> dict[str, type]:
     return found
 
 
+def epochs_trained(model, history, **_) -> dict:
+    """A ``Method.summary`` for methods whose only number of their own is how many epochs they trained."""
+    return {"epochs": len(history)}
+
+
 @dataclass(frozen=True)
 class Method:
     """One method behind the interface every chapter, the command line and the comparison share.

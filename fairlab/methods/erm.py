@@ -16,7 +16,7 @@ from fairlab import config
 from fairlab import ensemble as ens
 from fairlab.data.base import BiasedDataset
 from fairlab.losses import cross_entropy
-from fairlab.methods.base import Method, hparam, resolve
+from fairlab.methods.base import Method, epochs_trained, hparam, resolve
 from fairlab.models import MLP, baseline_network
 from fairlab.train import evaluate_loss, fit, make_step, outputs, predict
 
@@ -84,13 +84,9 @@ def representation(model: MLP, data: BiasedDataset) -> torch.Tensor:
     return outputs(model, data, model.features)
 
 
-def _summary(model, history, *, train, test, hp, **_) -> dict:
-    return {"epochs": len(history)}
-
-
 METHOD = Method(
     name="erm", hparams=ERMHParams, fit=fit_erm, fit_members=fit_erm_members, predict=predict,
     representation=representation, needs=("y",),
-    datasets=("cmnist-lff", "cmnist-kim", "cmnist-nifr", "cmnist-binary", "adult"), summary=_summary,
+    datasets=("cmnist-lff", "cmnist-kim", "cmnist-nifr", "cmnist-binary", "adult"), summary=epochs_trained,
     description="Empirical risk minimisation: the vanilla baseline every chapter compares against.",
 )

@@ -23,7 +23,7 @@ from fairlab import config
 from fairlab import ensemble as ens
 from fairlab.data.base import Batch, BiasedDataset
 from fairlab.losses import generalized_cross_entropy, per_sample_cross_entropy
-from fairlab.methods.base import Method, hparam, resolve
+from fairlab.methods.base import Method, epochs_trained, hparam, resolve
 from fairlab.models import baseline_network
 from fairlab.train import fit, make_step, outputs, predict
 
@@ -192,13 +192,9 @@ def representation(model: LfFModel, data: BiasedDataset) -> torch.Tensor:
     return outputs(model, data, model.debiased.features)
 
 
-def _summary(model, history, *, train, test, hp, **_) -> dict:
-    return {"epochs": len(history)}
-
-
 METHOD = Method(
     name="lff", hparams=LfFHParams, fit=fit_lff, fit_members=fit_lff_members, predict=predict,
     representation=representation, needs=("y",),
-    datasets=("cmnist-lff", "cmnist-kim", "cmnist-nifr", "cmnist-binary", "adult"), summary=_summary,
+    datasets=("cmnist-lff", "cmnist-kim", "cmnist-nifr", "cmnist-binary", "adult"), summary=epochs_trained,
     description="Learning from Failure: a GCE-trained biased model reweights a debiased one (no bias labels).",
 )

@@ -165,6 +165,28 @@ def metric_against(
     return fig
 
 
+def against_published(ours: pd.DataFrame, published: pd.DataFrame, x: str, y: str, *, title: str = "",
+                      xlabel: str | None = None, ylabel: str | None = None):
+    """``y`` against ``x`` for each method: ours solid, the authors' dashed and paler, one colour per method (both
+    frames have a ``method`` column). A method with a single point of ours still shows its marker."""
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, method in enumerate(dict.fromkeys(list(ours["method"]) + list(published["method"]))):
+        for frame, style, source in ((ours, "-", "ours"), (published, "--", "authors")):
+            part = frame[frame["method"] == method].sort_values(x)
+            if len(part):
+                ax.plot(part[x], part[y], style, marker="o", ms=5 if source == "ours" else 3.5,
+                        color=colours[k % len(colours)], alpha=1.0 if source == "ours" else 0.55,
+                        label=f"{method} ({source})")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 # --- Signal is Harder ---
 def ours_against_published(ours: pd.DataFrame, published: pd.DataFrame, *, title: str = "", ylabel: str = "accuracy (%)"):
     """Accuracy against the bias-conflicting ratio: ours (solid, mean ± sd) next to published numbers (dashed).

@@ -14,9 +14,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def _have_data() -> bool:
-    from fairlab.data import check_data
+    from fairlab.data.check import check_data, data_complete
 
-    return all(row["status"] == "ok" for row in check_data())
+    return data_complete(check_data())  # Kim's released files are optional: their absence skips nothing
 
 
 needs_data = pytest.mark.skipif(not _have_data(), reason="MNIST/Adult files not found under FAIRLAB_DATA")

@@ -76,3 +76,14 @@ def test_bench_train():
     batches = result["samples_per_s"] / result["batch_size"]
     assert abs(result["iterations_per_s"] - batches) <= 0.1 + 0.01 * batches
     assert 0.0 <= result["final_train_accuracy"] <= 1.0
+
+
+@needs_data
+def test_kim_baseline_cpu_prints_a_line_per_epoch_and_a_final_line(tmp_path):
+    out = tmp_path / "kim.jsonl"
+    lines = run_script("benchmarks/kim_baseline_cpu.py", "--variances", "0.02", "--epochs", "2", "--decay-every", "1",
+                       "--subsample", "256", "--test-subsample", "128", "--out", str(out))
+    assert [line.get("epoch") for line in lines] == [0, 1, None]
+    assert lines[1]["lr"] == pytest.approx(0.001) and lines[-1]["final"] and lines[-1]["schedule"]["epochs"] == 2
+    assert lines[0]["source"] == "reconstruction" and lines[0]["published_baseline"] == 0.4055
+    assert [json.loads(line) for line in out.read_text().splitlines()] == lines

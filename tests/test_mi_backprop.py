@@ -389,3 +389,63 @@ def test_the_mi_step_descends_the_estimate_of_a_fixed_statistics_network(mi_upda
         ends[mi_weight] = mi_estimate(trained, data, batch_size=256)
     assert ends[0.0] > 0.05  # T sees the information the baseline keeps
     assert ends[1.0] < ends[0.0] - 0.05, ends
+
+
+def test_the_released_schedule_is_one_hand_written_step():
+    """``RELEASED_SCHEDULE`` in one encoder update, against the released code written out by hand: the CE step
+    (Adam), the MI gradient at the updated weights clipped tensor by tensor to the CE gradient there, the MI step
+    (Adam at lr * lambda), then 40 T steps, step q on batch q of the epoch's head (a random order's first 40
+    batches), each with the current encoder's features."""
+    import copy
+
+    data, weight, batch_size = _tabular(n=1024), 2.0, 16
+    schedule = mi_backprop.RELEASED_SCHEDULE
+    assert schedule == dict(mi_update="released", statistics_steps=40, statistics_batches="epoch_head",
+                            statistics_pass_every_epoch=True, lr=1e-4, batch_size=128)
+    batch = next(data.batches(batch_size))
+    torch.manual_seed(0)
+    model = build_model(data)
+    by_hand = copy.deepcopy(model)
+
+    torch.manual_seed(1)
+    make_mi_step(model, statistics_data=data, mi_weight=weight, **schedule)(batch)
+
+    torch.manual_seed(1)
+    lr, steps = schedule["lr"], schedule["statistics_steps"]
+    head = torch.randperm(len(data))[: steps * batch_size].view(steps, batch_size)  # the epoch's first 40 batches
+    enc = list(by_hand.encoder.parameters())
+    task = enc + list(by_hand.classifier.parameters())
+    c = by_hand.bias_code(batch.s)
+    first = mi_backprop.objective(by_hand, batch.x, batch.y, c, weight)
+    _adam_step(task, torch.autograd.grad(first["ce"], task), lr)  # 1. the CE step
+    after = mi_backprop.objective(by_hand, batch.x, batch.y, c, weight)  # 2. at the updated weights
+    ce_after = torch.autograd.grad(after["ce"], enc, retain_graph=True)
+    mi_after = torch.autograd.grad(after["mi"], enc)
+    with torch.no_grad():
+        _adam_step(enc, clip_to_reference(list(mi_after), list(ce_after)), lr * weight)  # 3. the clipped MI step
+    statistics_adam = torch.optim.Adam(by_hand.statistics.parameters(), lr=lr)
+    for rows in head:  # 4. T's 40 steps, one batch of the head each
+        with torch.no_grad():
+            z = by_hand.encoder(data.x[rows])
+        estimate = by_hand.statistics(by_hand.bias_code(data.s[rows]), z)
+        statistics_adam.zero_grad()
+        (-estimate).backward()
+        statistics_adam.step()
+
+    for (name, ours), theirs in zip(model.named_parameters(), by_hand.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6, msg=name)
+
+
+def test_the_released_schedule_trains_and_its_options_are_checked():
+    data = _tabular(n=512)
+    model, history = mi_backprop.fit_mi_backprop(
+        data, **{**mi_backprop.RELEASED_SCHEDULE, "statistics_steps": 4, "batch_size": 64, "lr": 1e-2},
+        epochs=3, mi_weight=0.0, device="cpu", progress=False,
+    )
+    assert len(history) == 3 and mi_estimate(model, data, batch_size=256) > 0.05
+    with pytest.raises(ValueError, match="contradicts"):
+        mi_backprop.fit_mi_backprop(data, statistics_batches="epoch_head", fresh_statistics_batches=True, epochs=1)
+    with pytest.raises(ValueError, match="needs statistics_data"):
+        make_mi_step(build_model(data), statistics_batches="epoch_head")
+    # the older flag still means fresh batches
+    assert mi_backprop.statistics_batches(mi_backprop.MIBackpropHParams(fresh_statistics_batches=True)) == "fresh"

@@ -179,3 +179,79 @@ def test_cli_rejects_a_data_set_without_representative_set():
     assert out.returncode == 2 and "invalid choice: 'cmnist-lff'" in out.stderr
     out = _cli("cvae", "--dataset", "adult", "--profile", "quick")
     assert out.returncode == 2 and "needs a representative set" in out.stderr and "--eta" in out.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CelebA, end to end on a small generated stand-in (the real data is downloaded by hand)
+# ---------------------------------------------------------------------------------------------------------------
+TINY_CELEBA = {
+    "cvae": ["--architecture", "conv", "--levels", "2", "--channels", "4", "--latent-channels", "4", "--epochs", "1",
+             "--batch-size", "8", "--adversaries", "1", "--adversary-width", "8"],
+    "cflow": ["--levels", "2", "--blocks", "1", "--width", "8", "--iterations", "2", "--batch-size", "8",
+              "--adversaries", "1", "--adversary-width", "8"],
+    "erm": ["--epochs", "1", "--batch-size", "4"],
+}
+
+
+@pytest.mark.parametrize("method", ["cvae", "cflow", "erm"])
+def test_cli_runs_the_published_celeba_protocol_on_a_stand_in(method, tmp_path, monkeypatch):
+    from test_nifr_data import make_fake_celeba
+
+    make_fake_celeba(tmp_path, n=90)
+    monkeypatch.setenv("FAIRLAB_DATA", str(tmp_path))
+    downstream = [] if method == "erm" else ["--downstream-epochs", "1", "--downstream-batch-size", "4",
+                                             "--downstream-width", "4", "--representative-subsample", "32"]
+    out = _cli(method, "--dataset", "celeba", "--eta", "1", "--profile", "quick", "--subsample", "8",
+               "--test-subsample", "16", *TINY_CELEBA[method], *downstream)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["method"] == method and result["dataset"] == "celeba"
+    assert {"accuracy", "dp", "eo", "hgr"} <= set(result) and 0 <= result["accuracy"] <= 1
+
+
+def test_celeba_models_reconstruct_in_its_value_range():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 3, 16, 16, generator=gen) * 2 - 1  # CelebA's images are scaled to [-1, 1]
+    y, s = torch.randint(0, 2, (16,), generator=gen), torch.randint(0, 2, (16,), generator=gen)
+    data = BiasedDataset(x=x, y=y, s=s, aligned=s == y, num_classes=2, num_groups=2, name="celeba-like",
+                         info={"value_range": (-1.0, 1.0)})
+    cvae = ns.build_cvae(data, **TINY_CVAE).eval()
+    assert cvae.vae.output == "tanh"  # a sigmoid could not reach the dark half of the range
+    flow = ns.build_cflow(data, **TINY_FLOW).eval()
+    assert flow.centre == 0.0
+    nulls = ns.null_sample_dataset(flow, data).x
+    assert float(nulls.min()) >= -1 and float(nulls.max()) <= 1 and float(nulls.min()) < 0  # clamped to [-1, 1]
+    assert torch.allclose(ns.reconstruct(flow, data.x, data.s), data.x, atol=1e-4)
+
+
+def test_cli_gives_celeba_its_protocol_and_refuses_its_options_elsewhere(monkeypatch):
+    from conftest import prepared
+
+    args, hp = prepared(["run", "cvae", "--dataset", "celeba", "--eta", "0.5"], monkeypatch)
+    full = protocol("null_sampling", "full")["celeba"]
+    assert hp.adversaries == full["cvae"]["adversaries"] == 10 and args.eta == 0.5
+    args, hp = prepared(["run", "cflow", "--dataset", "celeba"], monkeypatch)
+    assert (hp.blocks, hp.bias_dims, hp.adversaries) == (32, 12, 10)  # the brief's CelebA cFlow
+    out = _cli("cvae", "--dataset", "cmnist-nifr", "--test-subsample", "10", "--profile", "quick")
+    assert out.returncode == 2 and "--test-subsample does not apply" in out.stderr
+
+
+def test_chapter_celeba_section_runs_where_the_data_is_and_shows_the_authors_table_otherwise(tmp_path, monkeypatch):
+    from fairlab.data import celeba_available
+    from test_nifr_data import make_fake_celeba
+
+    assert not celeba_available(tmp_path)
+    table = ns_exp.published_celeba()
+    cflow_eta1 = table.query("eta == 1 and method == 'cflow'").accuracy.item()
+    assert set(table.method) == {"cflow", "cvae", "cnn"} and cflow_eta1 == 0.82
+    commands = ns_exp.celeba_commands("full")
+    assert len(commands) == 3 and all("--dataset celeba --eta 1" in c for c in commands)
+    make_fake_celeba(tmp_path, n=90)
+    monkeypatch.setenv("FAIRLAB_DATA", str(tmp_path))
+    assert celeba_available()
+    tiny = {"eta": 1.0, "representative": 24, "train": 8, "test": 16,
+            "cflow": dict(TINY_FLOW, iterations=2), "cvae": dict(TINY_CVAE, epochs=1),
+            "downstream": dict(architecture="conv", width=4, epochs=1, batch_size=4)}
+    monkeypatch.setattr(ns_exp, "protocol", lambda chapter, profile=None: {"celeba": tiny})
+    runs = ns_exp.run_celeba()
+    assert list(runs.method) == ["cnn", "cvae", "cflow"] and runs.accuracy.between(0, 1).all()

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+import numpy as np
 
 from fairlab import config
 from fairlab.errors import DatasetNotFoundError  # noqa: F401  (raised here; importable from fairlab.data)
@@ -109,3 +112,60 @@ def ensure_files(
             except DatasetNotFoundError as e:
                 raise DatasetNotFoundError(f"{hint}.\n{e}") from None
     return folder
+
+
+# What a pickled NumPy array needs to be rebuilt, and nothing else: the array's and the dtype's constructors
+# (under NumPy 1's module name and NumPy 2's) and the scalar constructor (a 0-d value). Dicts, lists, tuples,
+# strings and numbers are pickle opcodes, built without find_class.
+_NUMPY_REBUILDERS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
+    ("numpy._core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
+    ("numpy.core.multiarray", "scalar"): np.int64(0).__reduce__()[0],
+    ("numpy._core.multiarray", "scalar"): np.int64(0).__reduce__()[0],
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for something other than NumPy's array constructors: it was refused, nothing was run."""
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds NumPy arrays inside plain containers and refuses every other class or function.
+
+    A pickle is a program: ``pickle.load`` (and ``np.load(..., allow_pickle=True)``) calls whatever the file names,
+    ``os.system`` included. Here the only callables a file may name are NumPy's array, dtype and scalar
+    constructors, looked up in a fixed table (the module named in the file is never imported).
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _NUMPY_REBUILDERS[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(f"refused to load {module}.{name}: only NumPy arrays may be inside") from None
+
+
+def load_pickled_npy(path: Path) -> Any:
+    """The object stored in a ``.npy`` file that ``np.save`` wrote with a pickled object array (e.g. a dict of
+    arrays), read without running code from the file: the header is parsed by NumPy, the rest by
+    ``NumpyOnlyUnpickler``. A 0-d object array (what ``np.save(path, some_dict)`` writes) gives back the object.
+
+    ``encoding="latin1"`` reads pickles written by Python 2 (byte strings inside NumPy arrays stay bytes).
+    Raises ``UnsafePickleError`` for a forbidden class, ``ValueError``/``pickle.UnpicklingError``/``EOFError`` for a
+    file that is not such an array.
+    """
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+        if not dtype.hasobject:
+            raise ValueError(f"expected a pickled object array, found a plain {dtype} array of shape {shape}")
+        array = NumpyOnlyUnpickler(f, encoding="latin1").load()
+    if not isinstance(array, np.ndarray) or array.dtype != object:
+        raise ValueError(f"the pickle holds a {type(array).__name__}, not an object array")
+    return array.item() if array.ndim == 0 else array

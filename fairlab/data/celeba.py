@@ -56,6 +56,15 @@ def celeba_folder(root=None) -> Path:
     return Path(root or config.data_root()) / "celeba"
 
 
+def celeba_available(root=None) -> bool:
+    """Whether CelebA is installed under the data root in the layout fairlab reads (the check of ``celeba``)."""
+    try:
+        load_celeba_attributes(root)
+    except DatasetNotFoundError:
+        return False
+    return True
+
+
 def _not_found(folder: Path, problems: list[str]) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"CelebA not found or incomplete under {folder}: " + "; ".join(problems) + ".\n"

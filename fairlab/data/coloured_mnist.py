@@ -3,11 +3,20 @@
 | protocol | used by           | colour                                    | bias attribute ``s``            | splits |
 |----------|-------------------|-------------------------------------------|---------------------------------|--------|
 | ``lff``  | SiH, LfF          | one RGB per image, mean[b] + N(0, std^2)  | colour index b (0..9)           | train (rho conflicting), test (90% conflicting) |
-| ``kim``  | MI backprop       | class mean + N(0, variance), random at test | 24-dim quantised colour code  | train, test |
+| ``kim``  | MI backprop       | binarised digit, class mean + N(0, variance), random class at test | 24-dim colour code | train, test |
 | ``nifr`` | null-sampling     | binarised digit, palette + N(0, variance) | colour index (0..9)             | representative (24k, random colour), train (36k, s = y), test |
 
-Every image is a grey digit multiplied by a colour (black background, coloured strokes), float32 in [0, 1],
-shape (3, 28, 28) (``nifr``: (3, 32, 32), 5-bit quantised). Generation is deterministic for a given ``seed``.
+Every image is a digit (grey for ``lff``, binarised for ``kim`` and ``nifr``) multiplied by a colour (black
+background, coloured strokes), float32 in [0, 1], shape (3, 28, 28) (``nifr``: (3, 32, 32), 5-bit quantised).
+Generation is deterministic for a given ``seed``.
+
+``kim`` in detail: Kim et al. released their data as ``mnist_10color_jitter_var_<sigma^2>.npy`` (sigma^2 in
+``KIM_RELEASED_VARIANCES``), to be downloaded by hand (``KIM_DATA_URL``) into ``$FAIRLAB_DATA/kim/``. When the file
+for the requested variance is there, it is what ``coloured_mnist("kim", ...)`` returns (``info["source"]`` names it);
+otherwise the split is our reconstruction of it (``info["source"] == "reconstruction"``): the digit binarised at 0.5
+(grey > 128/255) and painted one flat colour, ``KIM_COLOURS[class]`` + N(0, variance * I_3) clipped to [0, 1], on a
+black background; the class is the digit in training and drawn at random at test. Its palette is estimated from the
+authors' published sample images, so its numbers are close to, not equal to, those on the released files.
 
 ``nifr`` in detail (the null-sampling brief): digits binarised at 0.5; per-image colour drawn from
 N(palette[s], variance * I_3) and clipped to [0, 1]; zero-padded to 32x32; quantised to 5 bits, floor(x * 32) / 32,
@@ -21,13 +30,17 @@ given seed) into
 """
 from __future__ import annotations
 
-import colorsys
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fairlab import config
+from fairlab.data._files import load_pickled_npy
 from fairlab.data.base import BiasedDataset, check_subsample
+from fairlab.errors import DatasetNotFoundError
 from fairlab.data.mnist import load_mnist
 from fairlab.data.nifr import quantise
 
@@ -47,9 +60,28 @@ NIFR_COLOURS = torch.tensor([
     [0, 255, 255], [0, 0, 255], [255, 0, 255], [0, 128, 0], [0, 255, 0],
     [128, 0, 0], [0, 0, 128], [128, 0, 128], [255, 0, 0], [255, 255, 0],
 ]) / 255.0
-# Kim et al.'s palette is not published with the brief: ours is ten evenly spaced, fully saturated hues
-# (a reconstruction, said so in the chapters). Deterministic, so every run sees the same colours.
-KIM_COLOURS = torch.tensor([colorsys.hsv_to_rgb(k / 10, 1.0, 1.0) for k in range(10)], dtype=torch.float32)
+# Kim et al.'s ten mean colours are not published as numbers. These are *estimates*, read off the stroke colours of
+# the authors' published sample images (each about +-0.07 per channel, so the reconstruction's numbers can differ
+# from those on the released files). They mix hue and brightness, so some pairs (red/maroon, red/orange,
+# yellow/light green) are closer than ten evenly spaced hues would be: the jitter blurs them first.
+KIM_COLOURS = torch.tensor([
+    [0.84, 0.10, 0.17],  # 0 red
+    [0.08, 0.58, 0.47],  # 1 teal
+    [0.87, 0.89, 0.18],  # 2 yellow
+    [0.12, 0.36, 0.84],  # 3 blue
+    [0.93, 0.43, 0.17],  # 4 orange
+    [0.56, 0.10, 0.78],  # 5 purple
+    [0.33, 0.81, 0.85],  # 6 cyan
+    [0.88, 0.68, 0.80],  # 7 pink
+    [0.60, 0.89, 0.38],  # 8 light green
+    [0.47, 0.15, 0.18],  # 9 dark maroon
+])
+# Kim et al.'s released files: one per colour variance, a pickled dict of uint8 images and integer labels
+KIM_RELEASED_VARIANCES = (0.020, 0.025, 0.030, 0.035, 0.040, 0.045, 0.050)
+KIM_KEYS = ("train_image", "train_label", "test_image", "test_label", "test_gray")
+# the link in the README of github.com/feidfoe/learning-not-to-learn (its dataset/colored_mnist/README.md links
+# another copy: https://drive.google.com/file/d/1NSv4RCSHjcHois3dXjYw_PaLIoVlLgXu/view)
+KIM_DATA_URL = "https://drive.google.com/file/d/11K-GmFD5cg3_KTtyBRkj9VBEnHl-hx_Q/view?usp=sharing"
 
 KIM_CODE_BINS = 8  # per channel -> 3 * 8 = 24-dim code
 
@@ -102,6 +134,77 @@ def colour_code_index(code: torch.Tensor, bins: int = KIM_CODE_BINS) -> torch.Te
     return levels[:, 0] * bins**2 + levels[:, 1] * bins + levels[:, 2]
 
 
+def kim_folder(root: Path | str | None = None) -> Path:
+    """Where Kim et al.'s released files are looked for: ``<data root>/kim``."""
+    return Path(root or config.data_root()) / "kim"
+
+
+def kim_filename(variance: float) -> str:
+    """The released file's name for a colour variance (the authors write it with three decimals)."""
+    return f"mnist_10color_jitter_var_{variance:.3f}.npy"
+
+
+def kim_released_file(variance: float, root: Path | str | None = None) -> Path | None:
+    """The released file for ``variance`` if the data root holds it, else ``None`` (the split is reconstructed)."""
+    if not any(math.isclose(variance, v) for v in KIM_RELEASED_VARIANCES):
+        return None
+    path = kim_folder(root) / kim_filename(variance)
+    return path if path.exists() else None
+
+
+def load_kim_file(path: Path | str) -> dict[str, np.ndarray]:
+    """Read and check one of Kim et al.'s released files: ``{key: array}`` for the keys of ``KIM_KEYS``.
+
+    The file is a pickle, read with ``load_pickled_npy`` (NumPy arrays only; a file that asks for anything else is
+    refused before it runs). Images must be (N, 28, 28, 3) uint8, labels (N,) integers in 0..9. Anything else
+    raises one ``DatasetNotFoundError`` naming the file, what is wrong and how to get a good copy.
+    """
+    path = Path(path)
+
+    def refuse(problem: str) -> DatasetNotFoundError:
+        return DatasetNotFoundError(
+            f"{path} is not a usable copy of Kim et al.'s Coloured MNIST: {problem}. Download it again from the "
+            f"authors' link ({KIM_DATA_URL}, listed in the README of github.com/feidfoe/learning-not-to-learn) into "
+            f"{path.parent}, or delete it to use fairlab's reconstruction of the data."
+        )
+
+    try:
+        content = load_pickled_npy(path)
+    except Exception as e:  # a truncated file, a foreign pickle, a refused class: all "not the released file"
+        raise refuse(f"it cannot be read safely ({type(e).__name__}: {e})") from None
+    if not isinstance(content, dict):
+        raise refuse(f"it holds a {type(content).__name__}, not a dict of arrays")
+    if sorted(content) != sorted(KIM_KEYS):
+        raise refuse(f"its keys are {sorted(map(str, content))}, expected {sorted(KIM_KEYS)}")
+    for part in ("train", "test"):
+        images, labels = content[f"{part}_image"], content[f"{part}_label"]
+        if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[1:] != (28, 28, 3):
+            raise refuse(f"{part}_image has shape {getattr(images, 'shape', None)}, expected (N, 28, 28, 3)")
+        if images.dtype != np.uint8:
+            raise refuse(f"{part}_image has dtype {images.dtype}, expected uint8")
+        if not isinstance(labels, np.ndarray) or labels.shape != images.shape[:1]:
+            raise refuse(f"{part}_label has shape {getattr(labels, 'shape', None)}, expected ({len(images)},)")
+        if labels.dtype.kind not in "iu" or len(labels) and not (0 <= labels.min() and labels.max() <= 9):
+            raise refuse(f"{part}_label must hold integers 0..9 (dtype {labels.dtype})")
+    gray = content["test_gray"]
+    if not isinstance(gray, np.ndarray) or gray.dtype != np.uint8 or len(gray) != len(content["test_image"]):
+        raise refuse(f"test_gray must be a uint8 array with one image per test image, got "
+                     f"{getattr(gray, 'dtype', type(gray).__name__)} of shape {getattr(gray, 'shape', None)}")
+    return content
+
+
+def _kim_released(path: Path, split: str):
+    """(x, targets, colour class) of one split of a released file. The training colour follows the digit; a test
+    image's colour class is read off its strokes: the nearest colour of our palette estimate."""
+    content = load_kim_file(path)
+    x = torch.from_numpy(content[f"{split}_image"]).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, 28, 28)
+    targets = torch.from_numpy(content[f"{split}_label"].astype(np.int64))
+    if split == "train":
+        return x, targets, targets.clone()
+    stroke = x.flatten(2).amax(2)  # (N, 3): the stroke colour, on a black background
+    return x, targets, torch.cdist(stroke, KIM_COLOURS).argmin(1)
+
+
 def _check(protocol, split, bias_conflicting_ratio, colour_std, colour_variance, subsample):
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown Coloured MNIST protocol {protocol!r}; choose one of {PROTOCOLS}.")
@@ -147,7 +250,8 @@ def coloured_mnist(
             training set, s = y).
         bias_conflicting_ratio: ``lff`` only, rho in (0, 1), default 0.01. The test split always has 90% conflicting.
         colour_std: ``lff`` only, sigma of the per-image colour jitter, default 0.005 (LfF "severity 4").
-        colour_variance: ``kim`` (default 0.02) and ``nifr`` (default 0.02): sigma^2 of the colour jitter.
+        colour_variance: ``kim`` (default 0.02) and ``nifr`` (default 0.02): sigma^2 of the colour jitter. ``kim``
+            reads the authors' released file for this variance from ``<data root>/kim/`` when it is there.
         seed: seeds colour noise (and the nifr split); the same seed gives the same tensors.
         subsample: keep a random subset of this many images (quick runs), at most the split's size; the protocol is
             applied first.
@@ -157,8 +261,12 @@ def coloured_mnist(
     _check(protocol, split, bias_conflicting_ratio, colour_std, colour_variance, subsample)
     # a different stream per split, so train and test colours are independent draws
     gen = torch.Generator().manual_seed(seed * 1000 + SPLITS[protocol].index(split))
-    images, targets = load_mnist("test" if split == "test" else "train", root=root, download=download)
-    grey = images.float() / 255.0  # (N, 28, 28)
+    # kim: the authors' released file when the data root has the one for this variance (then MNIST is not read)
+    released = kim_released_file(0.02 if colour_variance is None else colour_variance, root) \
+        if protocol == "kim" else None
+    if released is None:
+        images, targets = load_mnist("test" if split == "test" else "train", root=root, download=download)
+        grey = images.float() / 255.0  # (N, 28, 28)
     info = {"protocol": protocol, "split": split, "seed": seed}
     group = None  # = s, except for kim where s is a 24-dim code
 
@@ -175,12 +283,20 @@ def coloured_mnist(
         info.update(bias_conflicting_ratio=rho, colour_std=std)
     elif protocol == "kim":
         variance = 0.02 if colour_variance is None else colour_variance
-        # training colours follow the digit; test colours follow a random class, so colour carries no label
-        colour_class = targets if split == "train" else torch.randint(0, 10, targets.shape, generator=gen)
-        jitter = variance**0.5 * torch.randn(len(targets), 3, generator=gen)
-        keep = _subsample(len(targets), subsample, gen)
-        grey, targets, colour_class, jitter = grey[keep], targets[keep], colour_class[keep], jitter[keep]
-        x = colourise(grey, (KIM_COLOURS[colour_class] + jitter).clamp(0, 1))
+        if released is not None:
+            x, targets, colour_class = _kim_released(released, split)
+            keep = _subsample(len(targets), subsample, gen)
+            x, targets, colour_class = x[keep], targets[keep], colour_class[keep]
+            info.update(source=f"released file {released.name}")
+        else:
+            # training colours follow the digit; test colours follow a random class, so colour carries no label
+            colour_class = targets if split == "train" else torch.randint(0, 10, targets.shape, generator=gen)
+            jitter = variance**0.5 * torch.randn(len(targets), 3, generator=gen)
+            keep = _subsample(len(targets), subsample, gen)
+            grey, targets, colour_class, jitter = grey[keep], targets[keep], colour_class[keep], jitter[keep]
+            # flat strokes: every stroke pixel has exactly the image's colour, as in the authors' sample images
+            x = colourise((grey > 0.5).float(), (KIM_COLOURS[colour_class] + jitter).clamp(0, 1))
+            info.update(source="reconstruction")
         s, aligned, num_groups = colour_code(x), colour_class == targets, 3 * KIM_CODE_BINS
         group = colour_class  # group metrics use the colour's class
         info.update(colour_variance=variance)

@@ -87,6 +87,6 @@ def representation(model: MLP, data: BiasedDataset) -> torch.Tensor:
 METHOD = Method(
     name="erm", hparams=ERMHParams, fit=fit_erm, fit_members=fit_erm_members, predict=predict,
     representation=representation, needs=("y",),
-    datasets=("cmnist-lff", "cmnist-kim", "cmnist-nifr", "cmnist-binary", "adult"), summary=epochs_trained,
+    datasets=("cmnist-lff", "cmnist-kim", "cmnist-nifr", "cmnist-binary", "adult", "celeba"), summary=epochs_trained,
     description="Empirical risk minimisation: the vanilla baseline every chapter compares against.",
 )

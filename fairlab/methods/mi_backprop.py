@@ -12,8 +12,8 @@ rate lr * lambda), the MI gradient clipped tensor by tensor to the norm of the c
 ``statistics_steps`` updates of T per encoder update. Where this module departs from the released code, for speed,
 the docstrings say so.
 
-Data: Kim et al.'s Coloured MNIST (c = the 24-dim quantised colour code, encoder = their CNN) or tabular data such as
-Adult (c = sex as a one-hot code, encoder = a one-hidden-layer MLP). The same code runs both.
+Data: Kim et al.'s Coloured MNIST (c = the 24-dim quantised colour code, encoder = Ragonesi et al.'s CNN) or tabular
+data such as Adult (c = sex as a one-hot code, encoder = a one-hidden-layer MLP). The same code runs both.
 """
 from __future__ import annotations
 
@@ -26,24 +26,25 @@ from torch import nn
 from fairlab import config, metrics
 from fairlab.data.base import Batch, BiasedDataset
 from fairlab.methods.base import Method, hparam, resolve
-from fairlab.models import MINE, MLP, KimEncoder
+from fairlab.models import MINE, MLP, RagonesiEncoder
 from fairlab.models.mine import shuffle_within
 from fairlab.train import fit, model_device, outputs, predict
 
 __all__ = [
     "MIBackpropHParams", "MIBackpropModel", "bias_code", "build_model", "clip_to_reference", "fit_mi_backprop",
     "mi_estimate", "make_mi_step", "objective", "features", "fresh_mi_estimate", "prediction_information",
-    "MI_UPDATES", "METHOD",
+    "MI_UPDATES", "STATISTICS_BATCHES", "RELEASED_SCHEDULE", "METHOD",
 ]
 
 MI_UPDATES = ("simultaneous", "released", "combined")
+STATISTICS_BATCHES = ("current", "fresh", "epoch_head")
 
 @dataclass
 class MIBackpropHParams:
     """The released code's game (Ragonesi et al. 2021): Adam 1e-4 for every network, batches of 128, a T-only pass
     before every epoch, the MI step at rate lr * lambda. Ours: k = 10 T steps per batch on the current batch's
-    features (the released code: 40 on fresh batches), both gradients at the same parameters (``mi_update``), and
-    the options marked as ours below."""
+    features (the released code: 40, on the epoch's first 40 batches), both gradients at the same parameters
+    (``mi_update``), and the options marked as ours below. ``RELEASED_SCHEDULE`` sets the released code's."""
 
     epochs: int = hparam(502, "training epochs (the released code runs 502)", positive=True)
     mi_weight: float = hparam(1.0, "lambda, the weight of the MI penalty", flag="--lambda")
@@ -56,8 +57,12 @@ class MIBackpropHParams:
     ema_decay: float | None = hparam(None, "MINE's moving-average correction, e.g. 0.99")
     statistics_lr: float | None = hparam(None, "T's learning rate (default: lr; 0 holds T still)")
     conditional: bool = hparam(False, "penalise I(z; c | y) instead of I(z; c) (our extension, not the paper's)")
+    statistics_batches: str = hparam(
+        "current", "what T's k steps train on: current: the current batch's features, k times; fresh: a fresh random "
+        "batch per step; epoch_head (the released code): the first k batches of a random order drawn each epoch, a "
+        "fixed k * batch_size images, one batch per step", choices=STATISTICS_BATCHES)
     fresh_statistics_batches: bool = hparam(
-        False, "T's k steps on fresh random batches (the released code), not the current batch")
+        False, "the same as --statistics-batches fresh (kept for older runs and notebooks)")
     statistics_pass_every_epoch: bool = hparam(
         True, "a T-only pass before every epoch (the released code), not only before the first")
     clamp_at_zero: bool = hparam(
@@ -66,6 +71,25 @@ class MIBackpropHParams:
         "simultaneous", "simultaneous: both gradients at the same parameters, two Adams; released: the released "
         "code's order (CE step, then MI at the new parameters); combined: one Adam on g_CE + lambda * clip(g_MI) "
         "(our option)", choices=MI_UPDATES)
+
+
+# The released code's schedule (Ragonesi et al.'s digit_trainer): the CE step, then the clipped MI step at the new
+# parameters; 40 T steps per encoder step, on the epoch's first 40 batches (5,120 images at batches of 128); a T-only
+# pass before every epoch; Adam 1e-4 for everything; batches of 128. ``fit_mi_backprop(train, **RELEASED_SCHEDULE)``.
+RELEASED_SCHEDULE = dict(mi_update="released", statistics_steps=40, statistics_batches="epoch_head",
+                         statistics_pass_every_epoch=True, lr=1e-4, batch_size=128)
+
+
+def statistics_batches(hp: MIBackpropHParams) -> str:
+    """The ``statistics_batches`` mode ``hp`` asks for, reading the older ``fresh_statistics_batches`` flag too."""
+    if hp.statistics_batches not in STATISTICS_BATCHES:
+        raise ValueError(f"statistics_batches must be one of {STATISTICS_BATCHES}, got {hp.statistics_batches!r}.")
+    if not hp.fresh_statistics_batches:
+        return hp.statistics_batches
+    if hp.statistics_batches not in ("current", "fresh"):
+        raise ValueError(f"fresh_statistics_batches=True contradicts statistics_batches={hp.statistics_batches!r}; "
+                         "set only statistics_batches.")
+    return "fresh"
 
 
 def bias_code(s: torch.Tensor, num_values: int) -> torch.Tensor:
@@ -113,7 +137,8 @@ class MIBackpropModel(nn.Module):
 
 
 def build_model(data: BiasedDataset, hp: MIBackpropHParams | None = None, **overrides) -> MIBackpropModel:
-    """The networks of the brief for a data set: images -> Kim's CNN; tabular -> MLP(hidden) with ReLU features.
+    """The networks of the brief for a data set: images -> Ragonesi et al.'s CNN (``RagonesiEncoder``); tabular ->
+    MLP(hidden) with ReLU features.
 
     The statistics network is MINE(c_dim, z_dim) with 3 layers of 64, c_dim = the width of the bias code. Reads
     ``z_dim``, ``hidden``, ``ema_decay`` and ``conditional`` of ``hp``.
@@ -121,7 +146,7 @@ def build_model(data: BiasedDataset, hp: MIBackpropHParams | None = None, **over
     hp = resolve(MIBackpropHParams, hp, overrides)
     z_dim, hidden = hp.z_dim, hp.hidden
     if data.x.ndim == 4:
-        encoder = KimEncoder(data.x.shape[1], z_dim)
+        encoder = RagonesiEncoder(data.x.shape[1], z_dim)
     else:
         encoder = nn.Sequential(MLP(data.x[0].numel(), (hidden,), z_dim), nn.ReLU())
     bias_values = data.num_groups or int(data.s.max()) + 1
@@ -174,10 +199,14 @@ def make_mi_step(
     Reads ``mi_weight``, ``statistics_steps``, ``lr``, ``statistics_lr``, ``clamp_at_zero`` and ``mi_update`` of
     ``hp`` (with ``overrides``).
 
-    T's k steps: with ``statistics_data`` (the released code's way), each step draws a fresh random batch of it and
-    computes its features with the current encoder (no gradients), so T learns the bound on the whole training
-    distribution. Without it, the k steps reuse the current batch's features: no extra encoder passes, but T fits
-    the same batch k times. (In our CPU runs neither choice kept the encoder from fooling T: see chapter 2.)
+    T's k steps (``statistics_batches``): ``"current"`` reuses the current batch's features, k times: no extra encoder
+    passes, but T fits the same batch k times. The other two need ``statistics_data`` (the training set) and
+    compute each step's features with the current encoder (no gradients), so T learns the bound on more of the
+    training distribution: ``"fresh"`` draws a new random batch for every step; ``"epoch_head"`` is the released
+    code's: every epoch (every ``len(statistics_data) // batch`` steps) it draws a random order of the data and keeps
+    its first k batches, a fixed k * batch images, and step q of every encoder update trains on batch q of them.
+    (The released code takes the first k batches of the order the encoder trains in; ours is an independent draw of
+    the same size.) In our CPU runs no choice kept the encoder from fooling T: see chapter 2.
     ``statistics_optimizer`` lets the warm-up pass and these steps share one Adam state for T.
     ``clamp_at_zero`` (our option, not the released code's): the encoder is penalised by max(I_hat, 0). A negative
     estimate says nothing about the information (the true value is >= 0): it is a T that lags behind, and
@@ -199,9 +228,14 @@ def make_mi_step(
     """
     hp = resolve(MIBackpropHParams, hp, overrides)
     mi_weight, statistics_steps, lr, mi_update = hp.mi_weight, hp.statistics_steps, hp.lr, hp.mi_update
-    clamp_at_zero = hp.clamp_at_zero
+    clamp_at_zero, batches_of_t = hp.clamp_at_zero, statistics_batches(hp)
     if mi_update not in MI_UPDATES:
         raise ValueError(f"mi_update must be one of {MI_UPDATES}, got {mi_update!r}.")
+    if batches_of_t != "current" and statistics_data is None:
+        raise ValueError(f"statistics_batches={batches_of_t!r} needs statistics_data (the training set).")
+    if batches_of_t == "current" and statistics_data is not None:
+        raise ValueError("statistics_data is read only with statistics_batches='fresh' or 'epoch_head': with "
+                         "'current' T trains on the current batch.")
     if statistics_steps < 1:
         raise ValueError(f"statistics_steps must be >= 1, got {statistics_steps}.")
     if mi_weight < 0:
@@ -226,7 +260,24 @@ def make_mi_step(
             param.grad = grad
         optimizer.step()
 
+    head: list[torch.Tensor] = []  # epoch_head: the epoch's k batches of indices into statistics_data
+    updates = 0  # encoder updates so far: a new head every epoch's worth of them
+
+    def statistics_batch(q: int, batch_size: int) -> torch.Tensor:
+        """Indices of statistics_data for T's step q of this update (fresh or epoch_head)."""
+        if batches_of_t == "fresh":
+            return torch.randint(len(statistics_data), (batch_size,), device=statistics_data.device)
+        return head[q % len(head)]
+
     def step(batch: Batch) -> dict:
+        nonlocal updates
+        if batches_of_t == "epoch_head":
+            batch_size = len(batch.y)
+            per_epoch = max(len(statistics_data) // batch_size, 1)
+            if updates % per_epoch == 0:  # a new epoch: a new random order, its first k batches
+                order = torch.randperm(len(statistics_data), device=statistics_data.device)
+                head[:] = order[: min(statistics_steps, per_epoch) * batch_size].view(-1, batch_size).unbind(0)
+            updates += 1
         c = model.bias_code(batch.s)
         terms = objective(model, batch.x, batch.y, c, mi_weight)
         ce_grads = torch.autograd.grad(terms["ce"], task_params, retain_graph=mi_weight > 0)
@@ -244,9 +295,9 @@ def make_mi_step(
             z = terms["z"].detach()
         # T climbs the bound on detached features: its ascent must not move the encoder
         y = batch.y
-        for _ in range(statistics_steps):
-            if statistics_data is not None:
-                index = torch.randint(len(statistics_data), (len(batch.y),), device=statistics_data.device)
+        for q in range(statistics_steps):
+            if batches_of_t != "current":
+                index = statistics_batch(q, len(batch.y))
                 with torch.no_grad():
                     z = model.encoder(statistics_data.x[index])
                 c, y = model.bias_code(statistics_data.s[index]), statistics_data.y[index]
@@ -306,10 +357,10 @@ def fit_mi_backprop(train: BiasedDataset, hp: MIBackpropHParams | None = None, *
     """Train encoder + classifier against the statistics network; returns ``(model, history)``.
 
     ``warmup_epochs`` passes of T-only updates come first; ``statistics_pass_every_epoch`` adds one before every
-    later epoch and ``fresh_statistics_batches`` gives T's k steps fresh batches (together, the released code's T
-    schedule; see ``make_mi_step``). ``conditional`` penalises I(z; c | y) instead of I(z; c) and ``clamp_at_zero``
-    penalises max(I_hat, 0): both our options, not the paper's. ``mi_update``: see ``make_mi_step``
-    (``"released"`` with ``statistics_steps`` up to 40 and ``fresh_statistics_batches`` is the released schedule).
+    later epoch and ``statistics_batches`` chooses the batches of T's k steps (see ``make_mi_step``).
+    ``conditional`` penalises I(z; c | y) instead of I(z; c) and ``clamp_at_zero`` penalises max(I_hat, 0): both our
+    options, not the paper's. ``mi_update``: see ``make_mi_step``. ``fit_mi_backprop(train, **RELEASED_SCHEDULE)``
+    is the released code's schedule (``RELEASED_SCHEDULE``).
     With ``test`` (or ``val``), the history also records its accuracy after each epoch (as ``test_accuracy``), for
     the training curves only: nothing is selected on it. At lr 1e-3 the same game left every penalised model at or
     below its baseline in our runs (chapter 2).
@@ -333,7 +384,7 @@ def fit_mi_backprop(train: BiasedDataset, hp: MIBackpropHParams | None = None, *
     def statistics_pass(epoch: int, row: dict) -> None:  # the released code: a T-only pass before every epoch
         fit(model, train, statistics_step, epochs=1, **{**common, "progress": False})
 
-    step = make_mi_step(model, hp, statistics_data=train if hp.fresh_statistics_batches else None,
+    step = make_mi_step(model, hp, statistics_data=None if statistics_batches(hp) == "current" else train,
                         statistics_optimizer=statistics_optimizer)
     history = fit(model, train, step, epochs=hp.epochs, validate=validate,
                   on_epoch_end=statistics_pass if hp.statistics_pass_every_epoch else None,

@@ -22,6 +22,9 @@ from torch import nn
 
 __all__ = ["ConditionalVAE", "GatedConv", "gated_conv_cvae", "mlp_cvae"]
 
+# the decoder's last nonlinearity, by the range of the data it reconstructs
+OUTPUTS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "identity": lambda out: out}
+
 
 class GatedConv(nn.Module):
     """conv (or transposed conv) to 2 * out_channels, then GLU over the channels: a * sigmoid(b)."""
@@ -40,13 +43,14 @@ class ConditionalVAE(nn.Module):
     """An encoder ``x -> [mean, logvar]`` (stacked along dim 1) and a decoder ``[z, s] -> x``.
 
     Image latents are (B, C, h, w) and one-hot s is broadcast over the h x w positions; vector latents (B, d) get it
-    concatenated. ``output="sigmoid"`` for images in [0, 1], ``"identity"`` for standardised tabular features.
+    concatenated. ``output="sigmoid"`` for images in [0, 1], ``"tanh"`` for images in [-1, 1] (CelebA),
+    ``"identity"`` for standardised tabular features.
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, num_groups: int, output: str = "sigmoid"):
         super().__init__()
-        if output not in ("sigmoid", "identity"):
-            raise ValueError(f"output must be 'sigmoid' or 'identity', got {output!r}.")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}.")
         self.encoder, self.decoder, self.num_groups, self.output = encoder, decoder, num_groups, output
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,15 +62,16 @@ class ConditionalVAE(nn.Module):
         if z.ndim == 4:
             s_onehot = s_onehot[:, :, None, None].expand(-1, -1, *z.shape[2:])
         out = self.decoder(torch.cat([z, s_onehot.to(z.dtype)], 1))
-        return torch.sigmoid(out) if self.output == "sigmoid" else out
+        return OUTPUTS[self.output](out)
 
     def onehot(self, s: torch.Tensor) -> torch.Tensor:
         return F.one_hot(s, self.num_groups).float()
 
 
 def gated_conv_cvae(in_shape: Sequence[int] = (3, 32, 32), num_groups: int = 10, *, levels: int = 4,
-                    channels: int = 32, latent_channels: int = 64) -> ConditionalVAE:
-    """The published Coloured MNIST cVAE (the defaults): 32x32 -> 2x2 after 4 stride-2 levels."""
+                    channels: int = 32, latent_channels: int = 64, output: str = "sigmoid") -> ConditionalVAE:
+    """The published Coloured MNIST cVAE (the defaults): 32x32 -> 2x2 after 4 stride-2 levels. ``output``: "sigmoid"
+    for images in [0, 1], "tanh" for images in [-1, 1]."""
     in_channels, height, width = in_shape
     if height % 2**levels or width % 2**levels:
         raise ValueError(f"{levels} stride-2 levels need height and width divisible by {2**levels}, got {in_shape}.")
@@ -82,7 +87,7 @@ def gated_conv_cvae(in_shape: Sequence[int] = (3, 32, 32), num_groups: int = 10,
         decoder += [GatedConv(previous, c, 4, stride=2, padding=1, transpose=True), GatedConv(c, c, 3, padding=1)]
         previous = c
     decoder.append(nn.Conv2d(previous, in_channels, 1))
-    return ConditionalVAE(nn.Sequential(*encoder), nn.Sequential(*decoder), num_groups, "sigmoid")
+    return ConditionalVAE(nn.Sequential(*encoder), nn.Sequential(*decoder), num_groups, output)
 
 
 def mlp_cvae(in_shape: Sequence[int], num_groups: int = 2, *, width: int = 128, latent_dim: int = 16,

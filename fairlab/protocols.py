@@ -205,6 +205,10 @@ def cli_defaults(method: str, dataset: str, profile: str | None = None) -> dict:
         if dataset == "cmnist-lff":
             values["subsample"] = chapter["subsample"]
         return values
+    if method == "erm" and dataset == "celeba":  # the raw-data baseline of chapter 3's CelebA table
+        where = protocol("null_sampling", profile)["celeba"]
+        return {"subsample": where["train"], "test_subsample": where["test"], "epochs": where["downstream"]["epochs"],
+                "batch_size": where["downstream"]["batch_size"], "architecture": "conv"}
     if method == "erm":
         return {"epochs": config.by_profile(quick=3, full=100, name=profile), "batch_size": 256}
     if method == "mi":
@@ -223,10 +227,6 @@ def cli_defaults(method: str, dataset: str, profile: str | None = None) -> dict:
         if dataset == "celeba":
             values.update(subsample=where["train"], test_subsample=where["test"])
         return values
-    if method == "erm" and dataset == "celeba":  # the raw-data baseline of chapter 3's CelebA table
-        where = protocol("null_sampling", profile)["celeba"]
-        return {"subsample": where["train"], "test_subsample": where["test"], "epochs": where["downstream"]["epochs"],
-                "batch_size": where["downstream"]["batch_size"]}
     if method == "fls":
         chapter = protocol("fair_latent_space", profile, dataset=dataset)
         values = dict(chapter["module"])

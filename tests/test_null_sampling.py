@@ -255,3 +255,20 @@ def test_chapter_celeba_section_runs_where_the_data_is_and_shows_the_authors_tab
     monkeypatch.setattr(ns_exp, "protocol", lambda chapter, profile=None: {"celeba": tiny})
     runs = ns_exp.run_celeba()
     assert list(runs.method) == ["cnn", "cvae", "cflow"] and runs.accuracy.between(0, 1).all()
+
+
+def test_erm_conv_is_the_downstream_cnn_and_trains_one_run_at_a_time():
+    from fairlab.methods import METHODS, erm
+    from fairlab.models import DownstreamCNN
+
+    data = _images(16, shape=(3, 16, 16))
+    model, _ = METHODS["erm"].fit(data, architecture="conv", epochs=1, batch_size=8, device="cpu", progress=False)
+    assert isinstance(model, DownstreamCNN)
+    assert METHODS["erm"].representation(model, data).shape == (16, 128)
+    models, histories = erm.fit_erm_members([data, data], [0, 1], architecture="conv", epochs=1, batch_size=8,
+                                            device="cpu", progress=False)
+    assert len(models) == len(histories) == 2 and all(isinstance(m, DownstreamCNN) for m in models)
+    vectors = BiasedDataset(x=torch.randn(8, 5), y=data.y[:8], s=data.s[:8], aligned=data.aligned[:8],
+                            num_classes=10, num_groups=10, name="vectors")
+    with pytest.raises(ValueError, match="needs images"):
+        erm.network(vectors, "conv")

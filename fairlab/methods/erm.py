@@ -17,7 +17,7 @@ from fairlab import ensemble as ens
 from fairlab.data.base import BiasedDataset
 from fairlab.losses import cross_entropy
 from fairlab.methods.base import Method, epochs_trained, hparam, resolve
-from fairlab.models import MLP, baseline_network
+from fairlab.models import MLP, DownstreamCNN, baseline_network
 from fairlab.train import evaluate_loss, fit, make_step, outputs, predict
 
 # the baseline network (``fairlab.models.baseline_network``), under the name the chapters use
@@ -34,6 +34,18 @@ class ERMHParams:
     patience: int | None = hparam(None, "with a validation set: stop after this many epochs without a lower "
                                   "validation loss (default: run every epoch, restore the best)")
     bf16: bool = hparam(False, "bf16 autocast (GPU; single runs only)")
+    architecture: str = hparam("baseline", "baseline: LfF's MLP (images) or one hidden layer (vectors); conv: the "
+                               "CNN that null-sampling's chapter trains on raw images (DownstreamCNN, width 32)",
+                               choices=("baseline", "conv"))
+
+
+def network(data: BiasedDataset, architecture: str = "baseline") -> nn.Module:
+    """ERM's classifier for a data set: the baseline network, or (images, ``"conv"``) ``DownstreamCNN``."""
+    if architecture == "conv":
+        if data.x.ndim != 4:
+            raise ValueError(f"architecture='conv' needs images; {data.name} holds vectors: use 'baseline'.")
+        return DownstreamCNN(data.x.shape[1], data.num_classes)
+    return build_model(data)
 
 
 def fit_erm(train: BiasedDataset, hp: ERMHParams | None = None, *, val: BiasedDataset | None = None, seed: int = 0,
@@ -42,7 +54,7 @@ def fit_erm(train: BiasedDataset, hp: ERMHParams | None = None, *, val: BiasedDa
     hp = resolve(ERMHParams, hp, overrides)
     config.seed_everything(seed)
     device = torch.device(device) if device is not None else config.device()
-    model = build_model(train).to(device)
+    model = network(train, hp.architecture).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr)
     step = make_step(model, cross_entropy, optimizer, bf16=hp.bf16)
     validate = None
@@ -71,7 +83,11 @@ def fit_erm_members(
     hp = resolve(ERMHParams, hp, overrides)
     if hp.bf16:
         raise ValueError("bf16 is for single runs: stacked runs train in float32; use fit_erm for bf16.")
-    ensemble, generators = ens.members(lambda: build_model(trains[0]), seeds, device)
+    if hp.architecture == "conv":  # batch norm keeps running statistics: the CNN trains one run at a time
+        runs = [fit_erm(train, hp, val=val, seed=seed, device=device, progress=progress)
+                for train, val, seed in zip(trains, vals or [None] * len(trains), seeds)]
+        return [model for model, _ in runs], [history for _, history in runs]
+    ensemble, generators = ens.members(lambda: network(trains[0], hp.architecture), seeds, device)
     histories = ens.fit_members(
         ensemble, trains, ens.per_member(cross_entropy), epochs=hp.epochs, generators=generators, lr=hp.lr,
         batch_size=hp.batch_size, val=vals, patience=hp.patience, progress=progress, desc="erm",
@@ -79,7 +95,7 @@ def fit_erm_members(
     return [ensemble.module(k) for k in range(len(ensemble))], histories
 
 
-def representation(model: MLP, data: BiasedDataset) -> torch.Tensor:
+def representation(model: MLP | DownstreamCNN, data: BiasedDataset) -> torch.Tensor:
     """The last hidden layer's activations for every sample, in order: (N, hidden[-1]), on the data's device."""
     return outputs(model, data, model.features)
 

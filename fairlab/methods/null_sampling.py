@@ -39,6 +39,7 @@ from fairlab.data.base import Batch, BiasedDataset
 from fairlab.methods.base import Method, hparam, resolve
 from fairlab.models import MLP
 from fairlab.models.adversary import AdversaryEnsemble, grad_reverse
+from fairlab.models.conv import DownstreamCNN
 from fairlab.models.cvae import ConditionalVAE, gated_conv_cvae, mlp_cvae
 from fairlab.models.flow import (
     MultiScaleFlow, VectorFlow, join_latent, partition_latent, standard_normal_log_prob,
@@ -186,26 +187,6 @@ def build_cvae(data: BiasedDataset, hp: CVAEHParams | None = None, *, seed: int 
         raise ValueError(f"architecture must be 'conv' or 'mlp', got {architecture!r}.")
     adversary = AdversaryEnsemble(latent, data.num_groups, members=adversaries, width=adversary_width, seed=seed)
     return CVAE(vae, adversary)
-
-
-class DownstreamCNN(nn.Module):
-    """The downstream classifier for images (our choice; the brief says only "conv net"): two stages of a 5x5
-    convolution, batch normalisation, ReLU and 2x2 max-pooling, the map average-pooled to 8x8 (a no-op at 32x32), a
-    hidden layer of 128, a linear layer. The fully connected head keeps where the strokes are, so a digit's shape
-    is learnt within a few epochs; batch normalisation lets faint null-samples train as fast as vivid originals."""
-
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 32):
-        super().__init__()
-        w = width
-        self.net = nn.Sequential(
-            nn.Conv2d(in_channels, w, 5, padding=2), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 5, padding=2), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(2 * w * 64, 128), nn.ReLU(),
-            nn.Linear(128, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -68,3 +68,23 @@ class KimBaselineNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_images("KimBaselineNet", x, self.in_channels)
         return self.classifier(self.features(x))
+
+
+class DownstreamCNN(nn.Module):
+    """The downstream classifier of null-sampling (our choice; the brief says only "conv net"), also ERM's network
+    with ``architecture="conv"``: two stages of a 5x5 convolution, batch normalisation, ReLU and 2x2 max-pooling, the
+    map average-pooled to 8x8 (a no-op at 32x32), a hidden layer of 128, a linear layer. The fully connected head keeps where the strokes are, so a digit's shape
+    is learnt within a few epochs; batch normalisation lets faint null-samples train as fast as vivid originals."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(  # (B, C, H, W) -> (B, 128), the representation
+            nn.Conv2d(in_channels, w, 5, padding=2), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 5, padding=2), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(2 * w * 64, 128), nn.ReLU(),
+        )
+        self.head = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

@@ -77,9 +77,9 @@ PROTOCOLS = {
     # sigma^2 0.020 and 0.040, chosen so that lambda = 1 beats lambda = 0 on the random-colour test set on each of
     # seeds 0-4 (benchmarks/results/quick_margins_mi_cpu_2026-11-24.txt); full: all 60,000 images, the paper's
     # sigma^2 grid, 3 seeds, 3 epochs (at that scale the penalty lost to the baseline in our runs,
-    # benchmarks/results/mi_60k_cpu_2026-11-24.jsonl; chapter 2 asserts it). Those runs used the earlier
-    # reconstruction of Kim's data (grey strokes, ten saturated hues); since 2026-12-03 it is binarised strokes in
-    # Kim's estimated palette (fairlab.data.coloured_mnist), so these choices are to be measured again on it.
+    # benchmarks/results/mi_60k_cpu_2026-11-24.jsonl; chapter 2 asserts it). Those runs used the default
+    # reconstruction of Kim's data (grey strokes, ten saturated hues); on kim_reconstruction="estimated" (binarised
+    # strokes in Kim's estimated palette, closer to the released data) they are still to be measured.
     "mi_backprop": {
         "quick": dict(subsample=4000, test_subsample=1000, epochs=4, variances=(0.020, 0.040), seeds=(0,),
                       sweep_lambdas=(3.0,), adult_epochs=3, game="defaults"),

@@ -10,7 +10,9 @@ import torch
 from fairlab.data import DatasetNotFoundError, coloured_mnist
 from fairlab.data._files import UnsafePickleError, load_pickled_npy
 from fairlab.data.check import check_data, data_complete
-from fairlab.data.coloured_mnist import KIM_COLOURS, KIM_RELEASED_VARIANCES, colour_code, kim_filename, load_kim_file
+from fairlab.data.coloured_mnist import (
+    KIM_ESTIMATED_COLOURS, KIM_RELEASED_VARIANCES, colour_code, kim_filename, load_kim_file,
+)
 
 from conftest import needs_data
 
@@ -19,7 +21,7 @@ def _stand_in(n_train=40, n_test=30, seed=0) -> dict:
     """A small file with the released keys: digit-like squares painted a palette colour (the class's in training,
     a random class's at test), as the authors' files hold them (N, 28, 28, 3) uint8."""
     rng = np.random.default_rng(seed)
-    palette = np.round(KIM_COLOURS.numpy() * 255).astype(np.uint8)
+    palette = np.round(KIM_ESTIMATED_COLOURS.numpy() * 255).astype(np.uint8)
 
     def split(n, colour_follows_label):
         labels = rng.integers(0, 10, n)
@@ -136,9 +138,9 @@ def test_kims_files_are_listed_as_optional(data_root):
 
 @needs_data
 @pytest.mark.parametrize("split", ["train", "test"])
-def test_the_reconstruction_paints_binarised_strokes_one_flat_colour(split):
-    data = coloured_mnist("kim", split, colour_variance=0.03, subsample=500)
-    assert data.info["source"] == "reconstruction"
+def test_the_estimated_reconstruction_paints_binarised_strokes_one_flat_colour(split):
+    data = coloured_mnist("kim", split, colour_variance=0.03, subsample=500, kim_reconstruction="estimated")
+    assert data.info["source"] == "reconstruction" and data.info["reconstruction"] == "estimated"
     stroke = data.x.sum(1) > 0  # (N, 28, 28)
     for image, mask in zip(data.x, stroke):
         colours = image[:, mask]  # (3, number of stroke pixels)
@@ -151,7 +153,16 @@ def test_the_reconstruction_paints_binarised_strokes_one_flat_colour(split):
 
 
 @needs_data
-def test_the_reconstruction_without_jitter_has_the_palette_colours():
-    data = coloured_mnist("kim", "train", colour_variance=0.0, subsample=200)
+def test_the_estimated_reconstruction_without_jitter_has_the_palette_colours():
+    data = coloured_mnist("kim", "train", colour_variance=0.0, subsample=200, kim_reconstruction="estimated")
     peak = data.x.flatten(2).amax(2)  # (N, 3)
-    torch.testing.assert_close(peak, KIM_COLOURS[data.y])
+    torch.testing.assert_close(peak, KIM_ESTIMATED_COLOURS[data.y])
+
+
+@needs_data
+def test_the_default_reconstruction_is_still_the_hues_chapter_2_was_measured_on():
+    data = coloured_mnist("kim", "train", colour_variance=0.0, subsample=200)
+    assert data.info["reconstruction"] == "hues"
+    assert len(torch.unique(data.x[0][data.x[0] > 0])) > 3  # the grey, anti-aliased digit: not one flat level
+    with pytest.raises(ValueError, match="kim_reconstruction"):
+        coloured_mnist("kim", "train", subsample=10, kim_reconstruction="flat")

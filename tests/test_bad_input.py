@@ -87,7 +87,7 @@ CLI_ROWS = [
     ("rho with cmnist-kim", "erm --dataset cmnist-kim --bias-conflicting-ratio 1.5", {}, 2,
      "--bias-conflicting-ratio does not apply to --dataset cmnist-kim; only cmnist-lff takes it", True),
     ("eta with cmnist-nifr", "erm --dataset cmnist-nifr --eta 0.5", {}, 2,
-     "--eta does not apply to --dataset cmnist-nifr; only adult takes it", True),
+     "--eta does not apply to --dataset cmnist-nifr; only adult and celeba take it", True),
     ("colour-std with adult", "erm --dataset adult --colour-std 0.1", {}, 2,
      "--colour-std does not apply to --dataset adult; only cmnist-lff takes it", True),
     # a data set the method does not run on, refused before any data is built

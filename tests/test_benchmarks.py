@@ -87,3 +87,15 @@ def test_kim_baseline_cpu_prints_a_line_per_epoch_and_a_final_line(tmp_path):
     assert lines[1]["lr"] == pytest.approx(0.001) and lines[-1]["final"] and lines[-1]["schedule"]["epochs"] == 2
     assert lines[0]["source"] == "reconstruction" and lines[0]["published_baseline"] == 0.4055
     assert [json.loads(line) for line in out.read_text().splitlines()] == lines
+
+
+@needs_data
+def test_ns_quick_search_prints_the_runs_line_and_appends_it(tmp_path):
+    out = tmp_path / "search.jsonl"
+    options = ('{"architecture": "mlp", "channels": 16, "latent_channels": 4, "epochs": 1, "batch_size": 32, '
+               '"adversaries": 1, "adversary_width": 8, "adversary_lr": 0.01}')
+    (line,) = run_script("benchmarks/ns_quick_search.py", "cvae", options, "--sizes", "96,96,96", "--downstream",
+                         '{"architecture": "conv", "width": 2, "epochs": 1, "batch_size": 32}', "--out", str(out))
+    assert line["method"] == "cvae" and line["adversary_lr"] == 0.01
+    assert 0 <= line["accuracy"] <= 1 and 0 <= line["probe_s_test"] <= 1
+    assert [json.loads(text) for text in out.read_text().splitlines()] == [line]

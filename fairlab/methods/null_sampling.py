@@ -237,8 +237,9 @@ def _train_generative(model, representative, loss_fn, *, epochs, batch_size, lr,
         representative = replace(representative, x=representative.x.contiguous(memory_format=torch.channels_last))
     train_loss = torch.compile(loss_fn) if compile else loss_fn
     # RAdam has no fused kernel; foreach (multi-tensor) is its fast path on a GPU
-    adversary = list(model.adversary.parameters())
-    others = [p for p in model.parameters() if all(p is not q for q in adversary)]
+    adversary = list(model.adversary.parameters())  # their own learning rate (adversary_lr), if one is given
+    adversary_ids = {id(p) for p in adversary}
+    others = [p for p in model.parameters() if id(p) not in adversary_ids]
     groups = [{"params": others}, {"params": adversary, "lr": adversary_lr or lr}]
     optimizer = torch.optim.RAdam(groups, lr=lr, foreach=device.type == "cuda" or None)
     inner = make_step(model, train_loss, optimizer, bf16=bf16)

@@ -145,6 +145,9 @@ class CVAE(nn.Module):
         self.vae, self.adversary = vae, adversary
 
 
+IMAGE_OUTPUTS = {(0.0, 1.0): "sigmoid", (-1.0, 1.0): "tanh"}  # the decoder's last nonlinearity, by the image range
+
+
 def value_range(data: BiasedDataset) -> tuple[float, float]:
     """The range of an image data set's values: (0, 1), or what its ``info["value_range"]`` says (CelebA: (-1, 1))."""
     low, high = data.info.get("value_range", (0.0, 1.0))
@@ -175,7 +178,10 @@ def build_cvae(data: BiasedDataset, hp: CVAEHParams | None = None, *, seed: int 
     architecture, levels, channels, latent_channels = hp.architecture, hp.levels, hp.channels, hp.latent_channels
     adversaries, adversary_width = hp.adversaries, hp.adversary_width
     shape = tuple(data.x.shape[1:])
-    output = {(0.0, 1.0): "sigmoid", (-1.0, 1.0): "tanh"}[value_range(data)] if len(shape) == 3 else "identity"
+    output = IMAGE_OUTPUTS.get(value_range(data)) if len(shape) == 3 else "identity"
+    if output is None:
+        raise ValueError(f"the cVAE's decoder reconstructs images in [0, 1] or [-1, 1]; {data.name} says its values "
+                         f"lie in {value_range(data)}: rescale them, or set info['value_range'].")
     if len(shape) == 3 and architecture == "conv":
         vae = gated_conv_cvae(shape, data.num_groups, levels=levels, channels=channels,
                               latent_channels=latent_channels, output=output)

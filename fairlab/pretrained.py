@@ -21,6 +21,10 @@ from fairlab.models.generator import ConvVAE, TabularVAE
 from fairlab.train import fit, load_checkpoint, make_step, model_device, save_checkpoint
 
 
+# small trained models that come with the package, made by the commands named where they are used
+SHIPPED = Path(__file__).resolve().parent / "checkpoints"
+
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint was written with other settings than requested."""
 
@@ -65,12 +69,12 @@ def generator_key(data: BiasedDataset, settings: dict,
     return json.loads(json.dumps(key, sort_keys=True))
 
 
-def checkpoint_name(key: dict) -> str:
-    """``generator-<data set>-<hash of the key>.pt``."""
+def checkpoint_name(key: dict, kind: str = "generator") -> str:
+    """``<kind>-<data set>-<hash of the key>.pt``."""
     digest = hashlib.sha1(
         json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     data = key["data"]["name"].replace("/", "-")
-    return f"generator-{data}-{digest}.pt"
+    return f"{kind}-{data}-{digest}.pt"
 
 
 def save_generator(model: nn.Module, key: dict, path, *,

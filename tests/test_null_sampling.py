@@ -272,3 +272,37 @@ def test_erm_conv_is_the_downstream_cnn_and_trains_one_run_at_a_time():
                             num_classes=10, num_groups=10, name="vectors")
     with pytest.raises(ValueError, match="needs images"):
         erm.network(vectors, "conv")
+
+
+def test_shipped_cflow_is_the_quick_profiles_and_loads(monkeypatch):
+    """The quick profile's cFlow comes with the package (made by benchmarks/ship_cflow.py): its key names the
+    profile's settings, it loads weights-only, inverts, and a null-sample differs from its image."""
+    from fairlab.data.base import BiasedDataset
+    from fairlab.pretrained import SHIPPED
+
+    path = ns_exp.shipped_cflow_path("quick")
+    assert path.parent == SHIPPED and path.is_file() and path.stat().st_size < 10 * 2**20
+    key = ns_exp.shipped_cflow_key("quick")
+    assert key["cflow"] == protocol("null_sampling", "quick")["cflow"] and key["data"]["colour_variance"] == 0.02
+    x = torch.rand(4, 3, 32, 32)
+    data = BiasedDataset(x, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long), num_classes=10,
+                         num_groups=10, name="probe")
+    model = ns_exp.load_shipped_cflow(data, "quick", device="cpu")
+    assert model is not None and not model.training
+    with torch.no_grad():
+        z, _ = model.encode(x)
+        assert torch.allclose(model.decode(z), x, atol=1e-4)
+        assert (ns.null_sample(model, x) - x).abs().mean() > 1e-3
+    # other settings than the shipped ones: nothing loads, and the chapter trains the flow itself
+    changed = protocol("null_sampling", "quick")
+    changed["cflow"]["width"] = 16
+    monkeypatch.setattr(ns_exp, "protocol", lambda chapter, profile=None: changed)
+    assert ns_exp.load_shipped_cflow(data, "quick", device="cpu") is None
+
+
+def test_cli_cflow_on_cmnist_trains_the_fallback_steps_not_the_shipped_run():
+    from fairlab.protocols import cli_defaults
+
+    quick = cli_defaults("cflow", "cmnist", "quick")
+    assert quick["iterations"] == protocol("null_sampling", "quick")["cflow_shipped"]["fallback_iterations"]
+    assert cli_defaults("cflow", "cmnist", "full")["iterations"] == 26_000

@@ -2,6 +2,9 @@
 colour variance and over Adult's eta, the signature figure, the authors' tables."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import torch
 
@@ -9,11 +12,12 @@ from fairlab import config, metrics
 from fairlab.data import adult, celeba, coloured_mnist
 from fairlab.data.base import BiasedDataset
 from fairlab.methods.null_sampling import (
-    CFlow, CVAE, bias_sample, downstream_options, fit_cflow, fit_cvae, fit_downstream, null_sample,
+    CFlow, CVAE, bias_sample, build_cflow, downstream_options, fit_cflow, fit_cvae, fit_downstream, null_sample,
     null_sample_dataset, reconstruct,
 )
+from fairlab.pretrained import SHIPPED, checkpoint_name
 from fairlab.protocols import protocol
-from fairlab.train import model_device, predict
+from fairlab.train import load_checkpoint, model_device, predict, save_checkpoint
 
 # The authors' Coloured MNIST results (the method brief): accuracy (HGR) against the colour variance.
 PUBLISHED_CMNIST = {
@@ -88,6 +92,50 @@ def cmnist_splits(colour_variance: float, seed: int = 0, profile: str | None = N
     }
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The shipped cFlow: trained once for about an hour on a CPU, loaded by the quick profile
+# ---------------------------------------------------------------------------------------------------------------
+def shipped_cflow_key(profile: str | None = None) -> dict:
+    """What the shipped cFlow is keyed by: the representative split it learnt from (nifr Coloured MNIST at the
+    colour variance and data seed of ``protocol("null_sampling")["cflow_shipped"]``, the profile's size), its
+    settings (the profile's ``cflow``) and its seed. Plain JSON values."""
+    cfg = protocol("null_sampling", profile)
+    where = cfg["cflow_shipped"]
+    key = {"data": {"name": "coloured_mnist-nifr-representative", "colour_variance": where["colour_variance"],
+                    "seed": where["seed"], "n": cfg["representative"]},
+           "cflow": cfg["cflow"], "seed": where["seed"]}
+    return json.loads(json.dumps(key, sort_keys=True))
+
+
+def shipped_cflow_path(profile: str | None = None) -> Path:
+    """Where the package keeps the shipped cFlow (``fairlab/checkpoints/cflow-...pt``)."""
+    return SHIPPED / checkpoint_name(shipped_cflow_key(profile), kind="cflow")
+
+
+def save_shipped_cflow(model: CFlow, seconds: float, profile: str | None = None, path: Path | None = None) -> Path:
+    """Write the flow's weights (not the adversaries': null-sampling does not need them) with their key."""
+    path = Path(path) if path else shipped_cflow_path(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint({"key": shipped_cflow_key(profile), "flow": model.flow.state_dict(), "seconds": float(seconds),
+                     "centre": float(model.centre)}, path)
+    return path
+
+
+def load_shipped_cflow(data: BiasedDataset, profile: str | None = None, device=None) -> CFlow | None:
+    """The shipped cFlow for the profile's settings, in eval mode, or ``None`` when the package has none for them
+    (settings changed, or the file was removed). ``data``: any split of the same images (for the shape)."""
+    path = shipped_cflow_path(profile)
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path)
+    if state.get("key") != shipped_cflow_key(profile):
+        return None
+    cfg = protocol("null_sampling", profile)
+    model = build_cflow(data, seed=cfg["cflow_shipped"]["seed"], **cfg["cflow"])
+    model.flow.load_state_dict(state["flow"])
+    return model.to(device or config.device()).eval()
+
+
 def run_cmnist(method: str, colour_variance: float, seed: int = 0, *, profile: str | None = None,
                splits: dict | None = None, device=None, progress: bool | None = None, **overrides):
     """One run on Coloured MNIST: ``method`` in {"cflow", "cvae", "cnn"} (cnn: the raw-data baseline).
@@ -97,13 +145,18 @@ def run_cmnist(method: str, colour_variance: float, seed: int = 0, *, profile: s
     """
     cfg = protocol("null_sampling", profile)
     splits = splits or cmnist_splits(colour_variance, seed, profile)
+    if method not in ("cflow", "cvae", "cnn"):
+        raise ValueError(f"method must be 'cflow', 'cvae' or 'cnn', got {method!r}.")
     model = history = None
-    if method in ("cflow", "cvae"):
+    shipped = cfg.get("cflow_shipped") if method == "cflow" and not overrides else None
+    if shipped:
+        model = load_shipped_cflow(splits["representative"], profile, device)
+        if model is None:  # no shipped weights for these settings: the same flow, trained for a few minutes only
+            overrides = {"iterations": shipped["fallback_iterations"]}
+    if method != "cnn" and model is None:
         fit_fn = fit_cflow if method == "cflow" else fit_cvae
         model, history = fit_fn(splits["representative"], seed=seed, device=device, progress=progress,
                                 **{**cfg[method], **overrides})
-    elif method != "cnn":
-        raise ValueError(f"method must be 'cflow', 'cvae' or 'cnn', got {method!r}.")
     result = evaluate(model, splits["train"], splits["test"], seed=seed, device=device, progress=progress,
                       **cfg["downstream"])
     result.update(method=method, colour_variance=colour_variance, seed=seed)

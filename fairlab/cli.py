@@ -1,4 +1,4 @@
-"""Command line: ``python -m fairlab run <method>``, ``python -m fairlab sweep`` and ``python -m fairlab data check``.
+"""Command line: ``python -m fairlab run <method>``, ``compare``, ``sweep`` and ``data check``.
 
 ``run`` trains one method (``fairlab.methods.METHODS``) on one data set and prints one JSON line of test-split
 metrics per seed, with fixed keys: accuracy, aligned_accuracy, conflicting_accuracy, worst_group_accuracy, seconds,
@@ -6,6 +6,8 @@ dp and eo (binary s only), hgr, method, dataset, seed, profile, plus the method'
 A method's options are built from its ``hparams`` fields; an option left unset takes the chapter's protocol for the
 profile (``fairlab.protocols.cli_defaults``), else the method's default. ``--seeds 0 1 2`` trains one run per seed,
 stacked in one process where the method can. ``sweep`` runs a grid of such runs through submitit (``fairlab.sweep``).
+``compare --dataset cmnist|adult`` runs every method on chapter 6's protocol (``fairlab.experiments.comparison``):
+one JSON line per (method, seed), then the table.
 
 Errors: fairlab's own (``FairlabError``: missing data, no such device, a diverged run) and bad values
 (``ValueError``) print as ``fairlab: error: <what is wrong and how to fix it>`` on stderr, exit status 1 (2 for
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                 flags[field.name] = _hparam_option(group, field, types[field.name])
         sub.set_defaults(record=record, flags=flags)
     _sweep_parser(commands, debug_help)
+    _compare_parser(commands, debug_help)
     data = commands.add_parser("data", help="data-folder utilities")
     data.add_argument("action", choices=("check",), help="check: verify every raw file and its md5")
     data.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
@@ -226,6 +229,61 @@ def _sweep_parser(commands, debug_help: str) -> None:
     how.add_argument("--cpus-per-task", type=_positive_int, default=None, help="slurm: CPUs per job")
     sweep.add_argument("--status", action="store_true", help="print what is done, failed and pending; train nothing")
     sweep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+
+
+def _compare_parser(commands, debug_help: str) -> None:
+    """``python -m fairlab compare``'s options (the protocol is ``fairlab.experiments.comparison``)."""
+    compare = commands.add_parser(
+        "compare", help="every method on one protocol (chapter 6): one JSON line per (method, seed), then the table",
+        description="Train every method of the course on chapter 6's protocol for one data set and print one JSON "
+        "line of test metrics per (method, bias strength, seed), then the table (mean ± sd over seeds). Sizes and "
+        "schedules: the profile's (fairlab.protocols, entry 'comparison').")
+    compare.add_argument("--dataset", choices=("cmnist", "adult"), default="cmnist",
+                         help="cmnist: LfF's Coloured MNIST (y digit, s colour); adult: s sex, y income > 50K")
+    compare.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the profile's")
+    # checked by fairlab (one line, exit 2), not by argparse's choices: the list depends on the data set
+    compare.add_argument("--methods", nargs="+", default=None, help="default: every method that runs on the data set")
+    compare.add_argument("--bias-conflicting-ratio", type=float, nargs="+", default=None, dest="ratios",
+                         metavar="RHO", help="cmnist only: the bias strengths (default: the profile's)")
+    compare.add_argument("--profile", choices=("quick", "full"), default=None, help="overrides FAIRLAB_PROFILE")
+    compare.add_argument("--device", default=None, help="overrides FAIRLAB_DEVICE (cpu, cuda, ...)")
+    compare.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+
+
+def compare(args) -> int:
+    """``python -m fairlab compare``: check everything that needs no data, then run and print as runs finish."""
+    from fairlab import config
+    from fairlab.experiments import comparison
+
+    for ratio in args.ratios or ():
+        if not 0 < ratio < 1:  # also NaN
+            raise UsageError(f"--bias-conflicting-ratio must lie in (0, 1), got {ratio}; e.g. 0.01 for 1%.")
+    if args.ratios and args.dataset != "cmnist":
+        raise UsageError(f"--bias-conflicting-ratio does not apply to --dataset {args.dataset}; only cmnist "
+                         "takes it.")
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        raise UsageError(f"--seeds repeats a seed: {' '.join(map(str, args.seeds))}.")
+    if args.device:
+        config.parse_device(args.device, "--device")
+        os.environ["FAIRLAB_DEVICE"] = args.device
+    if args.profile:
+        os.environ["FAIRLAB_PROFILE"] = args.profile
+    config.check_environment()
+    profile = config.profile()
+    try:
+        comparison.check_methods(args.dataset, args.methods or (), profile)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    seeds = args.seeds if args.seeds is not None else comparison.settings(args.dataset, profile)["seeds"]
+
+    def show(row: dict) -> None:
+        print(json.dumps({**row, "profile": profile}), flush=True)
+
+    runs = comparison.compare(args.dataset, seeds, args.methods, ratios=args.ratios, profile=profile,
+                              on_result=show)
+    print()
+    print(comparison.comparison_table(runs).to_string())
+    return 0
 
 
 def prepare(args):
@@ -346,6 +404,8 @@ def command(args) -> int:
         from fairlab.sweep import sweep_command
 
         return sweep_command(args)
+    if args.command == "compare":
+        return compare(args)
     for result in run(args):
         print(json.dumps(result))
     return 0

@@ -273,6 +273,62 @@ def lambda_sweep_audit(frame: pd.DataFrame, *, title: str = ""):
     return fig
 
 
+def accuracy_against_fairness(runs: pd.DataFrame, *, x: str = "probe_accuracy", y: str = "worst_group_accuracy",
+                              panel: str = "rho", xlabel: str | None = None, ylabel: str | None = None,
+                              chance: float | None = None, title: str = ""):
+    """One point per method (mean over seeds, error bars one sd over seeds in both directions), one panel per value
+    of ``panel`` (a column of ``runs``, e.g. the bias strength; ``None``: one panel). ``runs`` has one row per run
+    with columns method, ``x``, ``y`` (and ``panel``). ``chance`` draws a dotted vertical line (the probe's chance
+    level)."""
+    panels = list(dict.fromkeys(runs[panel])) if panel else [None]
+    methods = list(dict.fromkeys(runs["method"]))
+    colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, value in zip(axes.flat, panels):
+        part = runs if value is None else runs[runs[panel] == value]
+        stats = part.groupby("method", sort=False)[[x, y]].agg(["mean", "std"]).fillna(0.0)
+        for method, row in stats.iterrows():
+            ax.errorbar(row[(x, "mean")], row[(y, "mean")], xerr=row[(x, "std")], yerr=row[(y, "std")], fmt="o",
+                        ms=6, capsize=3, color=colours[method], label=method)
+            ax.annotate(method, (row[(x, "mean")], row[(y, "mean")]), textcoords="offset points", xytext=(5, 4),
+                        fontsize=8)
+        if chance is not None:
+            ax.axvline(chance, color="k", ls=":", lw=1)
+        ax.set_title(f"{panel} = {value}" if value is not None else "", fontsize=10)
+        ax.set_xlabel(xlabel or x)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(ylabel or y)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def audit_gallery(rows: Mapping[str, torch.Tensor | None], *, size: float = 0.9, title: str = ""):
+    """What each method lets an auditor *see*, on the same test images: one row per method (its name on the left),
+    ``rows[name]`` a tensor (N, C, H, W) of images, or ``None`` for a method that shows nothing (an empty row,
+    labelled so). Every row should hold the same N."""
+    n = max(len(images) for images in rows.values() if images is not None)
+    fig, axes = plt.subplots(len(rows), n, figsize=(size * n + 1.4, size * len(rows) * 1.05 + 0.3), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for i, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if images is not None and i < len(images):
+                ax.imshow(_to_image(images[i]), vmin=0, vmax=1)
+        axes[r, 0].set_ylabel(name, fontsize=9, rotation=0, ha="right", va="center")
+        if images is None:
+            axes[r, n // 2].text(0.5, 0.5, "nothing to see", ha="center", va="center", fontsize=9, color="0.4",
+                                 transform=axes[r, n // 2].transAxes)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 # --- widgets for a static page ---
 def reads_digit_or_colour(y, colour, y_pred, *, num_classes: int = 10, title: str = ""):
     """What a Coloured MNIST classifier reads: P(prediction | digit) and P(prediction | colour), side by side.

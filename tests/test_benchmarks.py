@@ -90,6 +90,19 @@ def test_kim_baseline_cpu_prints_a_line_per_epoch_and_a_final_line(tmp_path):
 
 
 @needs_data
+def test_mi_released_cpu_reads_the_test_set_inside_epochs_and_appends_every_line(tmp_path):
+    out = tmp_path / "mi.jsonl"
+    lines = run_script("benchmarks/mi_released_cpu.py", "--epochs", "1", "--baseline-epochs", "1", "--read-every", "1",
+                       "--subsample", "256", "--test-subsample", "128", "--out", str(out))
+    # 256 images are 2 updates of 128: a reading after each, then each arm's final line
+    assert [(line["arm"], line.get("epoch")) for line in lines] == [
+        ("baseline", 0.5), ("baseline", 1), ("baseline", None), ("mi", 0.5), ("mi", 1), ("mi", None)]
+    assert lines[3]["schedule"] == "released" and lines[3]["lambda"] == 1.0 and lines[-1]["final"]
+    assert all(0 <= line["test_accuracy"] <= 1 for line in lines if "epoch" in line)
+    assert [json.loads(line) for line in out.read_text().splitlines()] == lines
+
+
+@needs_data
 def test_ns_quick_search_prints_the_runs_line_and_appends_it(tmp_path):
     out = tmp_path / "search.jsonl"
     options = ('{"architecture": "mlp", "channels": 16, "latent_channels": 4, "epochs": 1, "batch_size": 32, '

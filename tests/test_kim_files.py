@@ -160,9 +160,12 @@ def test_the_estimated_reconstruction_without_jitter_has_the_palette_colours():
 
 
 @needs_data
-def test_the_default_reconstruction_is_still_the_hues_chapter_2_was_measured_on():
+def test_the_default_reconstruction_is_the_estimated_one_and_hues_remains_an_option():
     data = coloured_mnist("kim", "train", colour_variance=0.0, subsample=200)
-    assert data.info["reconstruction"] == "hues"
-    assert len(torch.unique(data.x[0][data.x[0] > 0])) > 3  # the grey, anti-aliased digit: not one flat level
+    assert data.info["reconstruction"] == "estimated"
+    torch.testing.assert_close(data.x.flatten(2).amax(2), KIM_ESTIMATED_COLOURS[data.y])
+    hues = coloured_mnist("kim", "train", colour_variance=0.0, subsample=200, kim_reconstruction="hues")
+    assert hues.info["reconstruction"] == "hues"
+    assert len(torch.unique(hues.x[0][hues.x[0] > 0])) > 3  # the grey, anti-aliased digit: not one flat level
     with pytest.raises(ValueError, match="kim_reconstruction"):
         coloured_mnist("kim", "train", subsample=10, kim_reconstruction="flat")

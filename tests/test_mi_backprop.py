@@ -436,6 +436,45 @@ def test_the_released_schedule_is_one_hand_written_step():
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6, msg=name)
 
 
+def test_the_released_schedule_keeps_one_head_per_epoch_and_passes_t_over_the_data_every_epoch(monkeypatch):
+    """Across updates: T's k steps train on the same k batches (the epoch's head, k * batch distinct images) for a
+    whole epoch and on a new head the next; ``fit_mi_backprop`` adds a T-only pass over the data every epoch."""
+    n, batch_size, steps = 32, 8, 2  # 4 updates per epoch
+    data = _tabular(n=n)
+    data.x[:, 0] = torch.arange(n, dtype=torch.float)  # each row names itself in its first feature
+    schedule = {**mi_backprop.RELEASED_SCHEDULE, "statistics_steps": steps, "batch_size": batch_size}
+    torch.manual_seed(0)
+    model = build_model(data)
+    seen: list[list[int]] = []  # the rows of every feature pass made without gradients (T's features)
+    model.encoder.register_forward_pre_hook(
+        lambda module, inputs: None if torch.is_grad_enabled() else seen.append(inputs[0][:, 0].long().tolist()))
+    step = make_mi_step(model, statistics_data=data, mi_weight=1.0, **schedule)
+    heads = []
+    for epoch in range(2):
+        for batch in data.batches(batch_size, shuffle=True, drop_last=True):
+            seen.clear()
+            step(batch)
+            assert seen[0] == batch.x[:, 0].long().tolist()  # the features of the encoder after both steps ...
+            heads.append(seen[1:])  # ... then one head batch per T step
+    for head in heads:
+        rows = [row for rows in head for row in rows]
+        assert len(head) == steps and len(set(rows)) == steps * batch_size  # k distinct batches
+    assert heads[0] == heads[1] == heads[2] == heads[3]  # one head for the whole epoch
+    assert heads[4] == heads[5] == heads[6] == heads[7] and heads[4] != heads[0]  # a new one the next
+
+    calls = []
+    real_statistics_step = mi_backprop.make_statistics_step
+
+    def counting(model, optimizer):
+        step = real_statistics_step(model, optimizer)
+        return lambda batch: calls.append(len(batch.y)) or step(batch)
+
+    monkeypatch.setattr(mi_backprop, "make_statistics_step", counting)
+    mi_backprop.fit_mi_backprop(data, **schedule, epochs=2, mi_weight=1.0, device="cpu", progress=False)
+    # the warm-up pass, then a T-only pass after each of the 2 epochs: 3 passes of 4 batches
+    assert calls == [batch_size] * (3 * n // batch_size)
+
+
 def test_the_released_schedule_trains_and_its_options_are_checked():
     data = _tabular(n=512)
     model, history = mi_backprop.fit_mi_backprop(
@@ -449,3 +488,22 @@ def test_the_released_schedule_trains_and_its_options_are_checked():
         make_mi_step(build_model(data), statistics_batches="epoch_head")
     # the older flag still means fresh batches
     assert mi_backprop.statistics_batches(mi_backprop.MIBackpropHParams(fresh_statistics_batches=True)) == "fresh"
+
+
+def test_long_runs_number_epochs_alike_and_report_the_last_and_the_best_reading(tmp_path):
+    kim, released = tmp_path / "kim.jsonl", tmp_path / "mi.jsonl"
+    common = {"colour_variance": 0.02, "seed": 0}
+    kim.write_text("\n".join(json.dumps(line) for line in [
+        {**common, "epoch": 0, "test_accuracy": 0.2}, {**common, "epoch": 1, "test_accuracy": 0.4},
+        {**common, "epoch": 2, "test_accuracy": 0.3}, {**common, "final": True, "test_accuracy": 0.3}]) + "\n")
+    released.write_text("\n".join(json.dumps({**common, "arm": "mi", **line}) for line in [
+        {"epoch": 0.5, "test_accuracy": 0.35}, {"epoch": 1, "test_accuracy": 0.45}]) + "\n")
+    curves, summary = mi_experiments.long_runs(kim, released)
+    kim_name, mi_name = mi_experiments.LONG_RUN_NAMES["kim"], mi_experiments.LONG_RUN_NAMES["mi"]
+    # the Kim file counts epochs from 0: after shifting, every curve counts epochs trained; the final line is dropped
+    assert curves[curves["run"] == kim_name]["epoch"].tolist() == [1, 2, 3]
+    rows = summary.set_index("run")
+    assert rows.loc[kim_name, ["epochs", "last", "best", "best_epoch"]].tolist() == [3, 0.3, 0.4, 2]
+    assert rows.loc[mi_name, ["epochs", "last", "best", "best_epoch"]].tolist() == [1, 0.45, 0.45, 1]
+    assert mi_experiments.KIM_PUBLISHED.loc["Baseline", 0.020] == 0.4055
+    assert mi_experiments.KIM_PUBLISHED_BASELINE[0.03] == 0.5996

@@ -14,12 +14,12 @@ Generation is deterministic for a given ``seed``.
 ``KIM_RELEASED_VARIANCES``), to be downloaded by hand (``KIM_DATA_URL``) into ``$FAIRLAB_DATA/kim/``. When the file
 for the requested variance is there, it is what ``coloured_mnist("kim", ...)`` returns (``info["source"]`` names it);
 otherwise the split is our reconstruction of it (``info["source"] == "reconstruction"``), one of two
-(``kim_reconstruction``): ``"estimated"``, the digit binarised at 0.5 (grey > 128/255) and painted one flat colour,
-``KIM_ESTIMATED_COLOURS[class]`` + N(0, variance * I_3) clipped to [0, 1], on a black background, with a palette
-estimated from the authors' published sample images (Kim et al.'s baseline network reaches their published baseline
-on it within about 0.03); or ``"hues"`` (the default for now: chapter 2's numbers were measured on it), the grey
-digit times ten evenly spaced, fully saturated hues plus the same jitter. The class is the digit in training and
-drawn at random at test.
+(``kim_reconstruction``): ``"estimated"`` (the default), the digit binarised at 0.5 (grey > 128/255) and painted one
+flat colour, ``KIM_ESTIMATED_COLOURS[class]`` + N(0, variance * I_3) clipped to [0, 1], on a black background, with a
+palette estimated from the authors' published sample images (Kim et al.'s baseline network reaches their published
+baseline on it within about 0.03); or ``"hues"``, the course's first reconstruction, the grey digit times ten evenly
+spaced, fully saturated hues plus the same jitter (its colours are further apart, so its bias is easier to read). The
+class is the digit in training and drawn at random at test.
 
 ``nifr`` in detail (the null-sampling brief): digits binarised at 0.5; per-image colour drawn from
 N(palette[s], variance * I_3) and clipped to [0, 1]; zero-padded to 32x32; quantised to 5 bits, floor(x * 32) / 32,
@@ -80,10 +80,10 @@ KIM_ESTIMATED_COLOURS = torch.tensor([
     [0.60, 0.89, 0.38],  # 8 light green
     [0.47, 0.15, 0.18],  # 9 dark maroon
 ])
-# The course's first reconstruction, which chapter 2 still uses: ten evenly spaced, fully saturated hues on the grey
+# The course's first reconstruction (kim_reconstruction="hues"): ten evenly spaced, fully saturated hues on the grey
 # (anti-aliased) digit. Its hues are further apart than the authors' colours, so its bias is easier to read.
 KIM_HUES = torch.tensor([colorsys.hsv_to_rgb(k / 10, 1.0, 1.0) for k in range(10)], dtype=torch.float32)
-KIM_RECONSTRUCTIONS = ("hues", "estimated")
+KIM_RECONSTRUCTIONS = ("estimated", "hues")
 # Kim et al.'s released files: one per colour variance, a pickled dict of uint8 images and integer labels
 KIM_RELEASED_VARIANCES = (0.020, 0.025, 0.030, 0.035, 0.040, 0.045, 0.050)
 KIM_KEYS = ("train_image", "train_label", "test_image", "test_label", "test_gray")
@@ -249,7 +249,7 @@ def coloured_mnist(
     subsample: int | None = None,
     root=None,
     download: bool = True,
-    kim_reconstruction: str = "hues",
+    kim_reconstruction: str = "estimated",
 ) -> BiasedDataset:
     """Build a Coloured MNIST split.
 
@@ -264,7 +264,7 @@ def coloured_mnist(
         seed: seeds colour noise (and the nifr split); the same seed gives the same tensors.
         subsample: keep a random subset of this many images (quick runs), at most the split's size; the protocol is
             applied first.
-        kim_reconstruction: ``kim`` without the released file: ``"hues"`` (default) or ``"estimated"`` (see the
+        kim_reconstruction: ``kim`` without the released file: ``"estimated"`` (default) or ``"hues"`` (see the
             module docstring).
     """
     if protocol == "lff" and bias_conflicting_ratio is None:

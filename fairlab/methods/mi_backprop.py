@@ -206,7 +206,7 @@ def make_mi_step(
     code's: every epoch (every ``len(statistics_data) // batch`` steps) it draws a random order of the data and keeps
     its first k batches, a fixed k * batch images, and step q of every encoder update trains on batch q of them.
     (The released code takes the first k batches of the order the encoder trains in; ours is an independent draw of
-    the same size.) In our CPU runs no choice kept the encoder from fooling T: see chapter 2.
+    the same size.)
     ``statistics_optimizer`` lets the warm-up pass and these steps share one Adam state for T.
     ``clamp_at_zero`` (our option, not the released code's): the encoder is penalised by max(I_hat, 0). A negative
     estimate says nothing about the information (the true value is >= 0): it is a T that lags behind, and

@@ -115,7 +115,6 @@ def shipped_cflow_path(profile: str | None = None) -> Path:
 def save_shipped_cflow(model: CFlow, seconds: float, profile: str | None = None, path: Path | None = None) -> Path:
     """Write the flow's weights (not the adversaries': null-sampling does not need them) with their key."""
     path = Path(path) if path else shipped_cflow_path(profile)
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint({"key": shipped_cflow_key(profile), "flow": model.flow.state_dict(), "seconds": float(seconds),
                      "centre": float(model.centre)}, path)
     return path

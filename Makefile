@@ -30,7 +30,7 @@ book: env
 
 test: env
 	FAIRLAB_PROFILE=quick $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
-	    --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+	    --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider --durations=20
 
 # Open the built book in headless Chromium with no network (needs Playwright and a Chromium; see the script)
 check-book: book

@@ -43,6 +43,26 @@ def test_every_method_of_the_protocol_exists_and_has_an_audit_entry():
         comparison.check_methods("cmnist", ["nope"])
 
 
+def test_on_images_the_worst_group_is_a_digit_on_its_conflicting_images():
+    from fairlab.data.base import BiasedDataset
+
+    # 2 digits x 3 colours; colour c is digit c's own colour (aligned), colour 2 belongs to neither
+    y = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    s = torch.tensor([0, 0, 1, 2, 2, 1, 1, 0, 0, 2])
+    test = BiasedDataset(x=torch.zeros(10, 3, 2, 2), y=y, s=s, aligned=y == s, num_classes=2, num_groups=3,
+                         name="toy")
+    pred = torch.tensor([0, 0, 1, 0, 1, 1, 1, 1, 1, 0])
+    # groups (y, aligned): (0, T) 2/2, (0, F) 1/3, (1, T) 2/2, (1, F) 2/3; cells (y, s): (0, 1) is 0/1
+    result = comparison.test_metrics(test, pred)
+    assert result["worst_group_accuracy"] == pytest.approx(1 / 3)
+    assert result["worst_cell_accuracy"] == 0.0
+    assert result["accuracy"] == pytest.approx(0.7) and result["conflicting_accuracy"] == pytest.approx(0.5)
+    # vectors (no aligned): the usual (y, s) groups, no worst cell
+    flat = BiasedDataset(x=torch.zeros(10, 4), y=y, s=s, num_classes=2, num_groups=3, name="toy")
+    result = comparison.test_metrics(flat, pred)
+    assert result["worst_group_accuracy"] == 0.0 and "worst_cell_accuracy" not in result
+
+
 @needs_data
 def test_the_harness_on_tiny_sizes(monkeypatch):
     where = comparison.settings("cmnist", "quick")

@@ -507,3 +507,16 @@ def test_long_runs_number_epochs_alike_and_report_the_last_and_the_best_reading(
     assert rows.loc[mi_name, ["epochs", "last", "best", "best_epoch"]].tolist() == [1, 0.45, 0.45, 1]
     assert mi_experiments.KIM_PUBLISHED.loc["Baseline", 0.020] == 0.4055
     assert mi_experiments.KIM_PUBLISHED_BASELINE[0.03] == 0.5996
+
+
+def test_the_mlp_encoder_makes_erms_network_on_images():
+    from fairlab.models.mlp import baseline_network
+
+    data = BiasedDataset(x=torch.rand(8, 3, 28, 28), y=torch.arange(8) % 10, s=torch.arange(8) % 10,
+                         num_classes=10, num_groups=10, name="toy")
+    model = mi_backprop.build_model(data, encoder="mlp", z_dim=100)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    # encoder + classifier: 2352-100-100-100-10, the same parameter count as LfF's MLP
+    assert count(model.encoder) + count(model.classifier) == count(baseline_network(data))
+    assert model.encoder(data.x).shape == (8, 100) and (model.encoder(data.x) >= 0).all()
+    assert isinstance(mi_backprop.build_model(data).encoder, mi_backprop.RagonesiEncoder)

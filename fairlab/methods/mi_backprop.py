@@ -54,6 +54,9 @@ class MIBackpropHParams:
     batch_size: int = hparam(128, "batch size", positive=True)
     z_dim: int = hparam(64, "width of the features z", positive=True)
     hidden: int = hparam(64, "tabular data: the encoder's hidden width", positive=True)
+    encoder: str = hparam("conv", "images: conv (the paper's CNN, RagonesiEncoder) or mlp (LfF's MLP: 2 hidden layers "
+                          "of 100, then z; with z_dim 100 the network of ERM and LfF, our option)",
+                          choices=("conv", "mlp"))
     ema_decay: float | None = hparam(None, "MINE's moving-average correction, e.g. 0.99")
     statistics_lr: float | None = hparam(None, "T's learning rate (default: lr; 0 holds T still)")
     conditional: bool = hparam(False, "penalise I(z; c | y) instead of I(z; c) (our extension, not the paper's)")
@@ -137,16 +140,18 @@ class MIBackpropModel(nn.Module):
 
 
 def build_model(data: BiasedDataset, hp: MIBackpropHParams | None = None, **overrides) -> MIBackpropModel:
-    """The networks of the brief for a data set: images -> Ragonesi et al.'s CNN (``RagonesiEncoder``); tabular ->
-    MLP(hidden) with ReLU features.
+    """The networks of the brief for a data set: images -> Ragonesi et al.'s CNN (``RagonesiEncoder``; with
+    ``encoder="mlp"`` LfF's MLP instead); tabular -> MLP(hidden) with ReLU features.
 
     The statistics network is MINE(c_dim, z_dim) with 3 layers of 64, c_dim = the width of the bias code. Reads
-    ``z_dim``, ``hidden``, ``ema_decay`` and ``conditional`` of ``hp``.
+    ``z_dim``, ``hidden``, ``encoder``, ``ema_decay`` and ``conditional`` of ``hp``.
     """
     hp = resolve(MIBackpropHParams, hp, overrides)
     z_dim, hidden = hp.z_dim, hp.hidden
-    if data.x.ndim == 4:
+    if data.x.ndim == 4 and hp.encoder == "conv":
         encoder = RagonesiEncoder(data.x.shape[1], z_dim)
+    elif data.x.ndim == 4:  # LfF's MLP up to its last hidden layer: ERM's network when z_dim = 100
+        encoder = nn.Sequential(MLP(data.x[0].numel(), (100, 100), z_dim), nn.ReLU())
     else:
         encoder = nn.Sequential(MLP(data.x[0].numel(), (hidden,), z_dim), nn.ReLU())
     bias_values = data.num_groups or int(data.s.max()) + 1

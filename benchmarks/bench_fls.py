@@ -40,7 +40,8 @@ def bench(dataset: str, seed: int) -> dict:
     train_z = pretrained.encode(generator, train)
     test_z = pretrained.encode(generator, test)
     module, history, module_seconds = fls.fit_module(
-        train_z, seed=seed, device=device, **settings["module"])
+        train_z, seed=seed, device=device, decoder=generator,
+        **settings["module"])
     sets = {"x": (train, test), "z": (train_z, test_z),
             "w_Y": (fls.label_part(module, train_z),
                     fls.label_part(module, test_z))}

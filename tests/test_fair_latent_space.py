@@ -310,3 +310,74 @@ def test_cli_knows_fls_and_the_binary_data_set():
     with pytest.raises(ValueError, match="correlation"):
         check_options(wrong)
 
+
+
+# -------------------------------------------------------------------
+# The counterfactual terms (our addition; off by default)
+# -------------------------------------------------------------------
+def test_the_alignment_is_a_reflection_that_puts_the_direction_on_w_s():
+    model = fls.FairLatentSpace(6, 1, 1, blocks=2, width=8, depth=1,
+                                adversary_width=8, adversaries=1)
+    direction = torch.tensor([3.0, 0.0, 4.0, 0.0, 0.0, 0.0]) / 5
+    model.align_sensitive(direction)
+    h = model.basis
+    assert torch.allclose(h @ h, torch.eye(6), atol=1e-6)  # orthogonal
+    assert torch.allclose(h, h.T)  # symmetric: its own inverse
+    z = torch.randn(64, 6)
+    w, logdet = model.transform(z)
+    # the couplings start as the identity: w_S is z's component along
+    # the direction, and the reflection adds nothing to log|det|
+    assert torch.allclose(model.split(w)[1][:, 0], z @ direction, atol=1e-5)
+    assert torch.allclose(logdet, torch.zeros(64), atol=1e-5)
+    assert torch.allclose(model.inverse(w), z, atol=1e-5)
+
+
+def test_cell_balance_and_the_sensitive_direction_by_hand():
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 0])
+    s = torch.tensor([0, 0, 0, 1, 1, 1, 0, 1])
+    weight = fls.cell_balance(y, s)
+    # cells: (0,0) x3, (1,1) x3, (1,0) x1, (0,1) x1; 8 / 4 cells = 2 each
+    assert torch.allclose(weight, torch.tensor(
+        [2 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2.0, 2.0]))
+    # z: the label on axis 0, the group on axis 1 (and the biased cells
+    # far more numerous): the direction must be axis 1, not a mix
+    z = torch.stack([y.float() * 5, s.float() * 2, torch.zeros(8)], 1)
+    latents = BiasedDataset(x=z, y=y, s=s, num_classes=2, num_groups=2)
+    direction, centre, _ = fls.sensitive_direction(latents)
+    assert torch.allclose(direction, torch.tensor([0.0, 1.0, 0.0]))
+    assert centre == pytest.approx(1.0)
+
+
+def test_the_label_term_without_a_decoder_is_a_clear_error():
+    z = torch.randn(64, 6)
+    latents = BiasedDataset(x=z, y=torch.arange(64) % 2,
+                            s=(torch.arange(64) // 2) % 2,
+                            num_classes=2, num_groups=2)
+    with pytest.raises(ValueError, match="pass decoder= to fit_module"):
+        fls.fit_module(latents, fls.FLSHParams(
+            label_dims=1, sensitive_dims=1, blocks=1, width=8, epochs=1,
+            counterfactual_label_weight=1.0), progress=False)
+
+
+def test_the_counterfactual_terms_train_the_flip_towards_the_other_group():
+    torch.manual_seed(0)
+    n = 512
+    y = torch.randint(0, 2, (n,))
+    s = torch.where(torch.rand(n) < 0.9, y, 1 - y)
+    z = torch.randn(n, 6) * 0.3
+    z[:, 0] += 2 * y - 1
+    z[:, 3] += 2 * s - 1  # the group lives on axis 3
+    latents = BiasedDataset(x=z, y=y, s=s, num_classes=2, num_groups=2)
+    hp = fls.FLSHParams(label_dims=1, sensitive_dims=1, blocks=2, width=16,
+                        epochs=3, batch_size=128, selection_share=0.0,
+                        sensitive_alignment=True, counterfactual_weight=1.0,
+                        counterfactual_keep_weight=1.0)
+    model, history, _ = fls.fit_module(latents, hp, progress=False)
+    assert {"cf_other_ce", "cf_keep"} <= set(history.columns)
+    with torch.no_grad():
+        w = model.transform(z)[0]
+        z_cf = model.inverse(model.flip_sensitive(w, s))
+    # the decoded-side group (axis 3) changes sign for nearly every
+    # sample; the label's axis barely moves
+    assert ((z_cf[:, 3] > 0).long() != s).float().mean() > 0.9
+    assert (z_cf[:, 0] - z[:, 0]).abs().mean() < 0.3

@@ -442,7 +442,7 @@ def run_experiment(dataset: str, *, seed: int = 0,
     train_z, test_z = (encode(generator.model, d) for d in (train, test))
     module, history, seconds = fit_module(
         train_z, seed=seed, device=device, progress=progress,
-        **settings["module"])
+        decoder=generator.model, **settings["module"])
     sets = {"x": (train, test), "z": (train_z, test_z),
             "w_Y": (label_part(module, train_z),
                     label_part(module, test_z))}

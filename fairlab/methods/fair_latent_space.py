@@ -26,6 +26,12 @@ Losses per batch (``fls_loss``), each a function below:
                                                  redistribution_loss
     loss  = nll + heads + indep + redistribution_weight * redis
 
+Optional, and ours alone (off by default: FLSHParams
+``sensitive_alignment`` and ``counterfactual_*``): a fixed reflection of
+z that starts w_S on a frozen linear s probe's direction, and terms
+asking the decoded w_S counterfactual to carry the other group and keep
+its label (``counterfactual_terms``).
+
 GRL is a gradient reversal: the adversaries a_Y, a_S and a_R learn to
 read s (given y) from w_Y, y (given s) from w_S and (y, s) from w_R; the
 flow learns to stop them.
@@ -86,6 +92,29 @@ class FLSHParams:
     classifier_epochs: int = hparam(20, "the w_Y classifier's epochs", positive=True)
     classifier_lr: float = hparam(1e-3, "the w_Y classifier's learning rate")
     classifier_batch_size: int = hparam(256, "the w_Y classifier's batch size", positive=True)
+    # counterfactual consistency, our addition (counterfactual_terms);
+    # the defaults leave it off
+    sensitive_alignment: bool = hparam(
+        False, "start w_S on the direction of a frozen linear s probe "
+        "on z: a fixed reflection of z before the flow")
+    counterfactual_weight: float = hparam(
+        0.0, "weight of CE(s probe(f^-1(flip(w))), 1 - s): the "
+        "counterfactual must carry the other group (0: off)")
+    counterfactual_keep_weight: float = hparam(
+        0.0, "weight of |f^-1(flip(w)) - z|^2 off the s probe's "
+        "direction (0: off)")
+    counterfactual_label_weight: float = hparam(
+        0.0, "weight of the decoded counterfactual's label consistency "
+        "under a frozen label probe (0: off; needs the decoder)")
+    counterfactual_label_samples: int = hparam(
+        128, "samples of each batch the label consistency decodes",
+        positive=True)
+    counterfactual_probe_epochs: int = hparam(
+        8, "epochs of the frozen label probe on decoded latents",
+        positive=True)
+    counterfactual_label_every: int = hparam(
+        1, "add the label consistency on every k-th step only (it "
+        "decodes, the costliest part)", positive=True)
     generator: dict | None = hparam(None, "the frozen generator's settings (fairlab.protocols gives the "
                                     "chapter's per data set)", cli=False)
 
@@ -138,13 +167,40 @@ class FairLatentSpace(nn.Module):
         self.register_buffer("label_means", torch.zeros(2, label_dims))
         self.register_buffer(
             "sensitive_means", torch.zeros(2, sensitive_dims))
+        # a fixed reflection of z before the flow (``align_sensitive``);
+        # None, the default, is no buffer at all: the flow reads z
+        self.register_buffer("basis", None)
 
     def transform(self, z: torch.Tensor):
         """z (B, D) -> (w (B, D), log|det df/dz| (B,))."""
+        if self.basis is not None:  # orthogonal: log|det| 0
+            z = z @ self.basis
         return self.flow(z)
 
     def inverse(self, w: torch.Tensor) -> torch.Tensor:
-        return self.flow.inverse(w)
+        z = self.flow.inverse(w)
+        if self.basis is not None:  # the reflection is its own inverse
+            z = z @ self.basis
+        return z
+
+    @torch.no_grad()
+    def align_sensitive(self, direction: torch.Tensor) -> None:
+        """Put the unit vector ``direction`` (D,) of z on w_S: a fixed
+        reflection H (orthogonal, symmetric) with (H z)_c = direction . z,
+        c the coordinate of z that the flow, still the identity (its
+        couplings start as the identity), sends to the first entry of
+        w_S. Call before training; moving w_S then starts as moving z
+        along ``direction``."""
+        dim = direction.shape[0]
+        eye = torch.eye(dim, device=direction.device)
+        sent = self.flow(eye)[0]  # row i: f(e_i), a permutation of e_i
+        c = int(sent[:, self.sizes[0]].abs().argmax())
+        u = eye[c] - direction
+        if float(u.norm()) < 1e-8:
+            self.basis = eye
+            return
+        u = u / u.norm()
+        self.basis = eye - 2 * torch.outer(u, u)
 
     def split(self, w: torch.Tensor):
         """w -> (w_Y, w_S, w_R)."""
@@ -244,8 +300,11 @@ def redistribution_loss(w_y, w_s, y, s,
 
 def fls_loss(model: FairLatentSpace, z, y, s, *,
              mean_distance: float, independence_weight: float,
-             redistribution_weight: float) -> dict:
-    """The whole objective on a batch of latents z (B, D)."""
+             redistribution_weight: float,
+             counterfactual: "CounterfactualProbes | None" = None,
+             ) -> dict:
+    """The whole objective on a batch of latents z (B, D); with
+    ``counterfactual``, plus ``counterfactual_terms``."""
     w, logdet = model.transform(z)
     w_y, w_s, w_r = model.split(w)
     nll = flow_nll(w, logdet)
@@ -256,9 +315,169 @@ def fls_loss(model: FairLatentSpace, z, y, s, *,
         w_y, w_s, y, s, mean_distance)
     loss = (nll + label + sensitive + independence
             + redistribution_weight * redistribution)
-    return {"loss": loss, "nll": nll, "label_ce": label,
-            "sensitive_ce": sensitive, "adversary_ce": independence,
-            "redistribution": redistribution}
+    out = {"loss": loss, "nll": nll, "label_ce": label,
+           "sensitive_ce": sensitive, "adversary_ce": independence,
+           "redistribution": redistribution}
+    if counterfactual is not None:
+        terms = counterfactual_terms(model, counterfactual, z, w, s,
+                                     mean_distance)
+        out["loss"] = loss + terms.pop("loss")
+        out.update(terms)
+    return out
+
+
+# -------------------------------------------------------------------
+# Counterfactual consistency (our reconstruction's addition; off by
+# default)
+# -------------------------------------------------------------------
+@dataclass
+class CounterfactualProbes:
+    """Frozen probes fitted on the training latents before the module,
+    and the weights of ``counterfactual_terms``.
+
+    ``direction`` (D,) is the unit vector of the cell-balanced
+    difference of the two groups' means of z (each group's mean the
+    average of its two cells' means, so the label, which goes with the
+    group in a biased population, cancels); the s probe's logit is
+    (z . direction - centre) / spread. ``label_probe`` reads y from
+    decoded latents (None when the label term is off)."""
+
+    direction: torch.Tensor
+    centre: float
+    spread: float
+    weight: float
+    keep_weight: float
+    label_weight: float = 0.0
+    label_samples: int = 128
+    label_probe: nn.Module | None = None
+    decoder: nn.Module | None = None
+    label_every: int = 1
+    steps: int = 0  # calls of counterfactual_terms so far
+
+    def sensitive_logit(self, z: torch.Tensor) -> torch.Tensor:
+        return (z @ self.direction - self.centre) / self.spread
+
+
+def counterfactual_terms(model: FairLatentSpace,
+                         probes: CounterfactualProbes, z, w, s,
+                         mean_distance: float) -> dict:
+    """The w_S counterfactual of the batch, z_cf = f^-1(flip(w)), w_S
+    moved between the redistribution targets (the group means the
+    module is trained towards; ``sensitive_means`` are set only after
+    training), and three terms on it:
+
+        weight       * CE(s probe(z_cf), 1 - s)
+        keep_weight  * |P (z_cf - z)|^2,  P: off the s probe's direction
+        label_weight * CE(p(D(z_cf)), softmax p(D(z)))
+
+    The first asks the counterfactual to carry the other group as a
+    frozen *linear* probe reads it (z holds s linearly); the second to
+    move z only along that probe's direction; the third, on the first
+    ``label_samples`` of the batch, to keep what a frozen label probe p
+    reads from the decoded image D(z) (D the frozen decoder), on every
+    ``label_every``-th call (it is the costly one). Why: the
+    heads and adversaries alone leave s readable from w_R, nonlinearly,
+    and the decoder keeps reading it there, so moving w_S did not
+    change the decoded group on some seeds, and changed the digit on
+    others. Gradients reach the flow through f^-1."""
+    k, j, _ = model.sizes
+    targets = redistribution_targets(j, mean_distance, z.device)
+    shift = targets[1 - s] - targets[s]
+    flipped = torch.cat([w[:, :k], w[:, k:k + j] + shift,
+                         w[:, k + j:]], 1)
+    z_cf = model.inverse(flipped)
+    other = F.binary_cross_entropy_with_logits(
+        probes.sensitive_logit(z_cf), (1 - s).to(z.dtype))
+    move = z_cf - z
+    along = (move @ probes.direction)[:, None] * probes.direction
+    keep = (move - along).pow(2).sum(1).mean()
+    loss = probes.weight * other + probes.keep_weight * keep
+    out = {"cf_other_ce": other, "cf_keep": keep}
+    probes.steps += 1
+    if probes.label_weight and probes.steps % probes.label_every:
+        out["cf_label_ce"] = torch.zeros((), device=z.device)
+    elif probes.label_weight:
+        n, decode = probes.label_samples, probes.decoder.decode
+        with torch.no_grad():
+            reference = probes.label_probe(decode(z[:n])).softmax(1)
+        logits = probes.label_probe(decode(z_cf[:n]))
+        label = -(reference * logits.log_softmax(1)).sum(1).mean()
+        loss = loss + probes.label_weight * label
+        out["cf_label_ce"] = label
+    out["loss"] = loss
+    return out
+
+
+def cell_balance(y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """(N,) sample weights, mean 1, giving every occupied cell (y, s)
+    the same total weight."""
+    cell = 2 * y + s
+    count = torch.bincount(cell, minlength=4).to(torch.float32)
+    return (1.0 / count.clamp(min=1))[cell] * len(cell) / (count > 0).sum()
+
+
+@torch.no_grad()
+def sensitive_direction(latents: BiasedDataset) -> tuple:
+    """(direction (D,), centre, spread) of the cell-balanced linear s
+    probe: see ``CounterfactualProbes``."""
+    z, y, s = latents.x, latents.y, latents.s
+    means = torch.stack([
+        (z[(y == 0) & (s == g)].mean(0) + z[(y == 1) & (s == g)].mean(0))
+        / 2 for g in (0, 1)])
+    direction = means[1] - means[0]
+    direction = direction / direction.norm()
+    projected = means @ direction
+    centre = float(projected.mean())
+    spread = float((z @ direction - projected[s]).std())
+    return direction, centre, spread
+
+
+def fit_label_probe(latents: BiasedDataset, decoder: nn.Module, *,
+                    epochs: int, seed: int = 0) -> nn.Module:
+    """A frozen MLP (one hidden layer of 128) for y on the decoded
+    training latents D(z), cell-balanced, Adam (1e-3), batches of 256:
+    what the decoded counterfactual's label consistency reads."""
+    config.seed_everything(seed)
+    z, y, s = latents.x, latents.y, latents.s
+    with torch.no_grad():
+        x = torch.cat([decoder.decode(z[i:i + 2048])
+                       for i in range(0, len(z), 2048)])
+    probe = MLP(math.prod(x.shape[1:]), [128], 2).to(x.device)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
+    weight = cell_balance(y, s)
+    order_gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=order_gen).to(x.device)
+        for i in range(0, len(x), 256):
+            idx = order[i:i + 256]
+            loss = (F.cross_entropy(probe(x[idx]), y[idx],
+                                    reduction="none") * weight[idx]).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return probe.eval().requires_grad_(False)
+
+
+def counterfactual_probes(latents: BiasedDataset, hp: FLSHParams, *,
+                          decoder: nn.Module | None = None,
+                          seed: int = 0) -> CounterfactualProbes:
+    """The frozen probes ``counterfactual_terms`` reads, from the
+    training latents (and, for the label term, the frozen decoder)."""
+    direction, centre, spread = sensitive_direction(latents)
+    label_probe = None
+    if hp.counterfactual_label_weight:
+        if decoder is None:
+            raise ValueError(
+                "counterfactual_label_weight > 0 needs the frozen "
+                "generator: pass decoder= to fit_module.")
+        label_probe = fit_label_probe(
+            latents, decoder, epochs=hp.counterfactual_probe_epochs,
+            seed=seed)
+    return CounterfactualProbes(
+        direction, centre, spread, hp.counterfactual_weight,
+        hp.counterfactual_keep_weight, hp.counterfactual_label_weight,
+        hp.counterfactual_label_samples, label_probe, decoder,
+        hp.counterfactual_label_every)
 
 
 def build_module(latent_dim: int, hp: FLSHParams | None = None,
@@ -273,20 +492,38 @@ def build_module(latent_dim: int, hp: FLSHParams | None = None,
 
 def fit_module(latents: BiasedDataset, hp: FLSHParams | None = None, *,
                seed: int = 0, device=None,
-               progress: bool | None = None, **overrides):
+               progress: bool | None = None,
+               decoder: nn.Module | None = None, **overrides):
     """Train the module on cached latents (x = z); only the module
-    learns. Returns (module, history, seconds)."""
+    learns. ``decoder``: the frozen generator, needed only when
+    ``counterfactual_label_weight`` > 0. Returns (module, history,
+    seconds); the seconds include fitting the counterfactual probes."""
     hp = resolve(FLSHParams, hp, overrides)
+    probes, probe_seconds = None, 0.0
+    uses_probes = hp.sensitive_alignment or any((
+        hp.counterfactual_weight, hp.counterfactual_keep_weight,
+        hp.counterfactual_label_weight))
+    if uses_probes:
+        probe_start = time.perf_counter()
+        on = latents.to(device or config.device())
+        probes = counterfactual_probes(on, hp, decoder=decoder,
+                                       seed=seed)
+        probe_seconds = time.perf_counter() - probe_start
     config.seed_everything(seed)
     model = build_module(latents.x.shape[1], hp, seed)
+    if hp.sensitive_alignment:
+        model.align_sensitive(probes.direction.cpu())
     optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr)
     weights = {k: getattr(hp, k) for k in (
         "mean_distance", "independence_weight", "redistribution_weight")}
+    if any((hp.counterfactual_weight, hp.counterfactual_keep_weight,
+            hp.counterfactual_label_weight)):
+        weights["counterfactual"] = probes
 
     def loss_fn(model, batch):
         return fls_loss(model, batch.x, batch.y, batch.s, **weights)
 
-    start = time.perf_counter()
+    start = time.perf_counter() - probe_seconds
     train, held_out = selection_split(latents, hp.selection_share, seed)
     validate = None
     if held_out is not None:
@@ -444,7 +681,8 @@ def fit_fls(train: BiasedDataset, hp: FLSHParams | None = None, *,
                                      device=device, progress=progress)
     train_z = encode(generator.model, train)
     module, history, seconds = fit_module(
-        train_z, hp, seed=seed, device=device, progress=progress)
+        train_z, hp, seed=seed, device=device, progress=progress,
+        decoder=generator.model)
     classifier = fit_classifier(
         label_part(module, train_z), classifier_settings(hp), seed=seed,
         device=device, progress=progress)

@@ -53,13 +53,13 @@ def test_on_images_the_worst_group_is_a_digit_on_its_conflicting_images():
                          name="toy")
     pred = torch.tensor([0, 0, 1, 0, 1, 1, 1, 1, 1, 0])
     # groups (y, aligned): (0, T) 2/2, (0, F) 1/3, (1, T) 2/2, (1, F) 2/3; cells (y, s): (0, 1) is 0/1
-    result = comparison.test_metrics(test, pred)
+    result = comparison.group_scores(test, pred)
     assert result["worst_group_accuracy"] == pytest.approx(1 / 3)
     assert result["worst_cell_accuracy"] == 0.0
     assert result["accuracy"] == pytest.approx(0.7) and result["conflicting_accuracy"] == pytest.approx(0.5)
     # vectors (no aligned): the usual (y, s) groups, no worst cell
     flat = BiasedDataset(x=torch.zeros(10, 4), y=y, s=s, num_classes=2, num_groups=3, name="toy")
-    result = comparison.test_metrics(flat, pred)
+    result = comparison.group_scores(flat, pred)
     assert result["worst_group_accuracy"] == 0.0 and "worst_cell_accuracy" not in result
 
 

@@ -113,7 +113,7 @@ def random_rows(n: int, size: int, seed: int = 0) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]
 
 
-def test_metrics(test: BiasedDataset, predictions: torch.Tensor) -> dict:
+def group_scores(test: BiasedDataset, predictions: torch.Tensor) -> dict:
     """``metrics.summary`` of ``predictions`` on ``test``, with the protocol's worst group.
 
     On images (``test.aligned`` given), ten digits times ten colours make 100 cells (digit, colour) of about 100 test
@@ -135,10 +135,10 @@ def test_metrics(test: BiasedDataset, predictions: torch.Tensor) -> dict:
 
 
 def score(name: str, model, splits: dict, *, seed: int, probe_size: int | None = None) -> dict:
-    """One run's row: ``test_metrics`` on the test split, and the fresh probe's accuracy reading s from the
+    """One run's row: ``group_scores`` on the test split, and the fresh probe's accuracy reading s from the
     method's representation of the test split (``probe_chance`` beside it)."""
     record, test = METHODS[name], splits["test"]
-    result = test_metrics(test, record.predict(model, test))
+    result = group_scores(test, record.predict(model, test))
     probe_rows = test if probe_size is None else test.subset(random_rows(len(test), probe_size, seed))
     features = record.representation(model, probe_rows).flatten(1).cpu()
     probe = metrics.probe_accuracy(features, probe_rows.group, seed=seed)

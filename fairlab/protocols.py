@@ -173,12 +173,13 @@ PROTOCOLS = {
     # chapter 6: every method on one protocol, per data set (fairlab.experiments.comparison): LfF's Coloured MNIST at
     # two bias strengths (a representative set of random-colour images for null-sampling) and Adult on
     # null-sampling's partition. "hparams" are each method's settings there (what is not given: its paper's).
-    # quick: 4,000 biased images, rho 2% and 5% (at 1%, 40 conflicting images, LfF fell behind ERM's worst group on one
-    # seed in four), two seeds, short schedules: LfF and the cVAE beat ERM on the worst group and the conflicting
-    # images on seeds 0-3 with one thread (with two, the cVAE's worst group at 5% fell below ERM's on seed 1: the
-    # chapter checks it on average over seeds); SiH, MI and cFlow do not at this budget
-    # (benchmarks/results/compare_quick_search_cpu_2026-12-04.jsonl; the cVAE's classifier needs 8 epochs on the null-samples for that: at 4, seed 1 at 5% was
-    # 1.4 points short of ERM's worst group). full: the methods near their papers' scale on a GPU (not yet run).
+    # quick: 4,000 biased images, rho 2% and 5% (at 1%, 40 conflicting images, LfF fell behind ERM's worst group
+    # on one seed in four), two seeds, short schedules: LfF and the cVAE beat ERM on the worst group and the
+    # conflicting images on seeds 0-3 with one thread (with two, the cVAE's worst group at 5% fell below ERM's on
+    # seed 1: the chapter checks it on average over seeds); SiH, MI and cFlow do not at this budget
+    # (benchmarks/results/compare_quick_search_cpu_2026-12-04.jsonl; the cVAE's classifier needs 8 epochs on the
+    # null-samples for that: at 4, seed 1 at 5% was 1.4 points short of ERM's worst group). full: the methods near
+    # their papers' scale on a GPU (not yet run).
     "comparison": {
         "quick": {
             "cmnist": dict(

@@ -3,10 +3,13 @@
     python benchmarks/bench_null_sampling.py                              # cFlow, the profile's schedule
     python benchmarks/bench_null_sampling.py --iterations 500 --bf16      # a short timing run
     python benchmarks/bench_null_sampling.py --model cvae --epochs 5
+    python benchmarks/bench_null_sampling.py --max-seconds 300 --cudnn-benchmark on   # the schedule's first 5 min
 
 Sizes and schedule come from ``null_sampling.settings()`` (``FAIRLAB_PROFILE``; full: 3 levels x 24 blocks x 512,
 26,000 steps of 256); the options override them. ``--downstream-epochs 0`` skips the downstream evaluation.
-Prints one JSON line.
+``--max-seconds`` stops training after the epoch in which that many seconds have passed: the learning rate is
+constant, so such a run is the schedule's beginning, and ``projected_seconds`` says how long the whole schedule
+would take at the steady rate (epochs after the first, which pays for warm-up). Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -34,6 +37,9 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the loss")
     parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop training after about this long")
+    parser.add_argument("--cudnn-benchmark", choices=("on", "off"), default=None,
+                        help="torch.backends.cudnn.benchmark (default: torch's, off)")
     parser.add_argument("--downstream-epochs", type=int, default=None, help="0: skip the downstream classifier")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -44,6 +50,11 @@ def main() -> None:
         value = getattr(args, key)
         if value is not None:
             options[key] = value
+    if args.cudnn_benchmark is not None:
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark == "on"
+    if args.max_seconds is not None:
+        options["max_seconds"] = args.max_seconds
+    planned = options["iterations" if args.model == "cflow" else "epochs"]
     splits = ns_exp.cmnist_splits(args.variance, args.seed)
     device = config.device()
     fit = ns.fit_cflow if args.model == "cflow" else ns.fit_cvae
@@ -56,15 +67,25 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    steps = len(history) * splits["representative"].num_batches(options["batch_size"], drop_last=True)
+    per_epoch = splits["representative"].num_batches(options["batch_size"], drop_last=True)
+    steps = len(history) * per_epoch
+    # the first epoch pays for warm-up (allocation, cuDNN's search, compilation): the steady rate leaves it out
+    steady = per_epoch / float(history["seconds"].iloc[1:].median() if len(history) > 1 else history["seconds"].iloc[0])
+    planned_steps = planned if args.model == "cflow" else planned * per_epoch
     result = {
-        "model": args.model, "device": config.run_info().split(" | ")[2].removeprefix("device="), "profile": config.profile(),
-        "steps": steps, "batch_size": options["batch_size"], "seconds": round(seconds, 1),
-        "steps_per_second": round(steps / seconds, 2), "bf16": options["bf16"], "compile": args.compile,
+        "model": args.model, "device": config.run_info().split(" | ")[2].removeprefix("device="),
+        "profile": config.profile(), "steps": steps, "planned_steps": planned_steps,
+        "out_of_time": bool(history.attrs.get("out_of_time", False)), "batch_size": options["batch_size"],
+        "seconds": round(seconds, 1), "steps_per_second": round(steps / seconds, 2),
+        "steady_steps_per_second": round(steady, 2), "projected_seconds": round(planned_steps / steady, 1),
+        "bf16": options["bf16"], "compile": args.compile, "cudnn_benchmark": torch.backends.cudnn.benchmark,
     }
     if args.model == "cflow":
         result.update(levels=options["levels"], blocks=options["blocks"], width=options["width"],
-                      bits_per_dim=round(float(history["bits_per_dim"].iloc[-1]), 4))
+                      bits_per_dim=round(float(history["bits_per_dim"].iloc[-1]), 4),
+                      # every tenth epoch's mean bits/dim, to see how far from converged a shortened run stopped
+                      bits_per_dim_curve={int((e + 1) * per_epoch): round(float(v), 4)
+                                          for e, v in history["bits_per_dim"].items() if e % 10 == 9 or e == 0})
     else:
         result["reconstruction"] = round(float(history["reconstruction"].iloc[-1]), 2)
     result["adversary_accuracy"] = round(float(history["adversary_accuracy"].iloc[-1]), 3)

@@ -3,6 +3,7 @@
     FAIRLAB_DATA=... python benchmarks/bench_sih.py                       # the published protocol, rho = 1%, seed 0
     python benchmarks/bench_sih.py --epochs 3 --subsample 10000 --device cpu --methods sih lff vanilla
     python benchmarks/bench_sih.py --compile                              # torch.compile(mode="reduce-overhead")
+    python benchmarks/bench_sih.py --history                              # and each epoch's losses (early stop)
     python benchmarks/bench_sih.py --table                                # the chapter's whole table, stacked
     python benchmarks/bench_sih.py --table --subsample 3000 --epochs 2 --device cpu   # a smoke test of --table
 
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--subsample", type=int, default=None, help="train on this many images (quick CPU check)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--compile", action="store_true", help="torch.compile the SiH / LfF loss")
+    parser.add_argument("--history", action="store_true", help="print each run's per-epoch history")
     parser.add_argument("--table", action="store_true", help="time the chapter's whole table (stacked runs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--table: the seeds")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05], help="--table: rho")
@@ -78,6 +80,8 @@ def main() -> None:
         scores = metrics.aligned_conflicting_accuracy(test.y, pred, aligned=test.aligned)
         print(f"{method:>8} {per_epoch:8.3f} {len(history):6d} {seconds:8.1f} {metrics.accuracy(test.y, pred):8.4f} "
               f"{scores['conflicting_accuracy']:11.4f}")
+        if args.history:
+            print(history.to_string(float_format=lambda v: f"{v:.5g}"))
 
 
 def table(args, device: torch.device) -> None:

@@ -184,6 +184,7 @@ def fit(
     device: torch.device | str | None = None,
     progress: bool | None = None,
     desc: str = "train",
+    max_seconds: float | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` with ``step`` for up to ``epochs`` epochs; return the per-epoch history.
 
@@ -198,6 +199,8 @@ def fit(
             restored at the end when ``monitor`` is given.
         on_epoch_end: ``on_epoch_end(epoch, row)`` after validation (e.g. a learning-rate scheduler).
         checkpoint: if given, the best state is also written there atomically.
+        max_seconds: stop after the epoch in which this many seconds of training have passed (None: every epoch);
+            ``frame.attrs["out_of_time"]`` says whether it did.
     Returns:
         a DataFrame with one row per epoch: the mean of every logged quantity, validation metrics, seconds.
     """
@@ -218,7 +221,10 @@ def fit(
     data = train_data.to(device)
     n_batches = data.num_batches(batch_size, drop_last)
 
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be positive (or None for no limit), got {max_seconds!r}.")
     history, best_value, best_state, best_epoch, bad_epochs = [], None, None, -1, 0
+    began, out_of_time = time.perf_counter(), False
     sign = 1.0 if mode == "min" else -1.0
     bar = tqdm(total=epochs * n_batches, desc=desc, disable=not progress, leave=False, unit="batch")
     for epoch in range(epochs):
@@ -274,10 +280,14 @@ def fit(
             bar.set_postfix({monitor: f"{value:.4g}", "best": f"{best_value:.4g}"})
             if patience is not None and bad_epochs >= patience:
                 break
+        if max_seconds is not None and time.perf_counter() - began >= max_seconds and epoch < epochs - 1:
+            out_of_time = True
+            break
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     check_finite_state(model, desc)  # a blow-up on the very last step leaves a finite loss but NaN weights
     frame = pd.DataFrame(history).set_index("epoch")
     frame.attrs["best_epoch"] = best_epoch
+    frame.attrs["out_of_time"] = out_of_time
     return frame

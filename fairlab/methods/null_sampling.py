@@ -72,6 +72,8 @@ class GenerativeHParams(DownstreamHParams):
     bf16: bool = hparam(False, "bf16 autocast (GPU)")
     compile: bool = hparam(False, "torch.compile the loss")
     channels_last: bool | None = hparam(None, "NHWC activations (default: on CUDA)")
+    max_seconds: float | None = hparam(None, "stop after the epoch in which this many seconds of training have "
+                                             "passed (default: the whole schedule)")
 
 
 @dataclass
@@ -235,7 +237,7 @@ def cvae_loss(model: CVAE, batch: Batch, *, beta: float, w_adv: float) -> dict:
 # Training
 # ---------------------------------------------------------------------------------------------------------------
 def _train_generative(model, representative, loss_fn, *, epochs, batch_size, lr, seed, device, bf16, compile,
-                      channels_last, progress, desc, adversary_lr=None):
+                      channels_last, progress, desc, adversary_lr=None, max_seconds=None):
     device = torch.device(device) if device is not None else config.device()
     model.to(device)
     if channels_last and representative.x.ndim == 4:
@@ -256,7 +258,7 @@ def _train_generative(model, representative, loss_fn, *, epochs, batch_size, lr,
         return logs
 
     history = fit(model, representative, step, epochs=epochs, batch_size=batch_size, device=device,
-                  progress=progress, desc=desc)
+                  progress=progress, desc=desc, max_seconds=max_seconds)
     history.attrs["adversary_resets"] = model.adversary.resets
     model.eval()
     return history
@@ -281,6 +283,7 @@ def fit_cflow(representative: BiasedDataset, hp: CFlowHParams | None = None, *, 
         model, _without_labels(representative), lambda m, b: cflow_loss(m, b, w_adv=hp.w_adv), epochs=epochs,
         batch_size=hp.batch_size, lr=hp.lr, seed=seed, device=device, bf16=hp.bf16, compile=hp.compile,
         channels_last=channels_last, progress=progress, desc="cflow", adversary_lr=hp.adversary_lr,
+        max_seconds=hp.max_seconds,
     )
     return model, history
 
@@ -297,6 +300,7 @@ def fit_cvae(representative: BiasedDataset, hp: CVAEHParams | None = None, *, se
         model, _without_labels(representative), lambda m, b: cvae_loss(m, b, beta=hp.beta, w_adv=hp.w_adv),
         epochs=hp.epochs, batch_size=hp.batch_size, lr=hp.lr, seed=seed, device=device, bf16=hp.bf16,
         compile=hp.compile, channels_last=channels_last, progress=progress, desc="cvae", adversary_lr=hp.adversary_lr,
+        max_seconds=hp.max_seconds,
     )
     return model, history
 

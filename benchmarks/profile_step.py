@@ -1,0 +1,91 @@
+"""Where a training step's time goes on a GPU: kernels launched, host syncs and GPU busy time per step.
+
+    python benchmarks/profile_step.py sih                  # Signal is Harder, rho = 1%, all training images
+    python benchmarks/profile_step.py sih lff vanilla --compile
+    python benchmarks/profile_step.py sih --subsample 3000 --device cpu     # a smoke test
+
+Each method trains one epoch unprofiled (allocations, cuDNN's choices, compilation), then one more epoch from a
+fresh model under ``torch.profiler``. Per training step it prints the kernels launched, the calls that wait for the
+GPU (stream, device and event synchronisations; copies to the host), the GPU's busy time (the sum of kernel
+durations) and the wall time: a step whose wall time is far above its busy time is bound by launches, not by
+arithmetic (CUDA graphs help there). Then the ten operators with the most GPU time. One epoch includes the end of
+epoch work (one validation pass, one sync), so the per-step numbers carry that epoch's share.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from fairlab import config
+from fairlab.data import coloured_mnist
+from fairlab.methods.erm import fit_erm
+from fairlab.methods.lff import fit_lff
+from fairlab.methods.sih import fit_sih
+
+# runtime calls that make the host wait for the device
+WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("methods", nargs="+", choices=("sih", "lff", "vanilla"))
+    parser.add_argument("--bias-conflicting-ratio", type=float, default=0.01)
+    parser.add_argument("--subsample", type=int, default=None, help="train on this many images")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the SiH / LfF loss")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+
+    device = torch.device(args.device) if args.device else config.device()
+    data = coloured_mnist("lff", "train", bias_conflicting_ratio=args.bias_conflicting_ratio, seed=0,
+                          subsample=args.subsample).to(device)
+    train, val = data.random_split(0.1, seed=0)
+    runs = {
+        "sih": lambda: fit_sih(train, val=val, epochs=1, patience=None, device=device, compile=args.compile,
+                               progress=False),
+        "lff": lambda: fit_lff(train, epochs=1, device=device, compile=args.compile, progress=False),
+        "vanilla": lambda: fit_erm(train, epochs=1, device=device, progress=False),
+    }
+    batch_size = 256
+    steps = len(train) // batch_size
+    print(f"{config.run_info()} | compile={args.compile} | {steps} steps of {batch_size} per epoch")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    for method in args.methods:
+        runs[method]()  # warm-up epoch
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        with profile(activities=activities) as prof:
+            start = time.perf_counter()
+            runs[method]()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            wall = time.perf_counter() - start
+        report(method, prof, steps, wall)
+
+
+def report(method: str, prof, steps: int, wall: float) -> None:
+    calls, kernels, busy_us, to_host = Counter(), 0, 0.0, 0
+    for event in prof.events():
+        if str(event.device_type).endswith("CUDA"):
+            kernels += 1
+            busy_us += event.device_time if hasattr(event, "device_time") else event.cuda_time
+            if "DtoH" in event.name or "Device -> Pageable" in event.name or "Device -> Pinned" in event.name:
+                to_host += 1
+        elif event.name in WAITS or event.name in ("cudaLaunchKernel", "cudaMemcpyAsync"):
+            calls[event.name] += 1
+    waits = sum(calls[name] for name in WAITS)
+    print(f"\n## {method}: one epoch, {steps} steps, {wall:.2f} s wall ({1000 * wall / steps:.2f} ms per step)")
+    print(f"per step: {kernels / steps:.1f} GPU kernels and copies, {calls['cudaLaunchKernel'] / steps:.1f} "
+          f"kernel launches, {waits / steps:.2f} host waits ({dict((k, calls[k]) for k in WAITS if calls[k])} in "
+          f"the epoch), {to_host / steps:.2f} copies to the host, GPU busy {busy_us / 1000 / steps:.2f} ms "
+          f"({100 * busy_us / 1e6 / wall:.0f}% of the wall time)")
+    sort = "self_cuda_time_total" if any(str(e.device_type).endswith("CUDA") for e in prof.events()) \
+        else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=10, max_name_column_width=60))
+
+
+if __name__ == "__main__":
+    main()

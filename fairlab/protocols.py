@@ -132,12 +132,15 @@ PROTOCOLS = {
         ),
         "full": dict(
             representative=None, train=None, test=None,
+            # float32 in NCHW: on one H200 a step took 131 ms so, 145 ms with bf16 and 168 ms with bf16 in NHWC
+            # (eager PyTorch, launch-bound: about 6,300 kernel launches a step;
+            # benchmarks/results/gpu_h200_2026-12-04.txt)
             cflow=dict(levels=3, blocks=24, width=512, bias_dims=6, iterations=26_000, batch_size=256, lr=3e-4,
-                       w_adv=0.01, adversaries=3, adversary_width=512, bf16="auto"),
+                       w_adv=0.01, adversaries=3, adversary_width=512, bf16=False, channels_last=False),
             cvae=dict(levels=4, channels=32, latent_channels=64, epochs=50, batch_size=128, lr=1e-3, beta=0.01,
                       w_adv=1.0, adversaries=3, adversary_width=512, bf16="auto"),
             downstream=dict(architecture="conv", epochs=40, lr=1e-3, batch_size=256, width=32, bf16="auto"),
-            # one seed keeps the chapter near 20 minutes on one H100 (the cFlow schedule alone is most of it)
+            # one seed: at the rate measured on one H200 the cFlow's schedule alone would take about an hour
             variances=(0.0, 0.01, 0.02, 0.03, 0.04, 0.05), cflow_variances=(0.02,), seeds=(0,),
             adult=dict(etas=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0),
                        cflow=dict(blocks=8, width=256, bias_dims=2, iterations=5_000, lr=1e-3, adversary_width=64),

@@ -43,6 +43,23 @@ def test_bench_null_sampling(model, options, fields):
 
 
 @needs_data
+def test_bench_null_sampling_for_a_time_budget_projects_the_whole_schedule():
+    (result,) = run_script("benchmarks/bench_null_sampling.py", "--iterations", "100000", "--blocks", "1",
+                           "--width", "8", "--batch-size", "500", "--max-seconds", "0.001",
+                           "--downstream-epochs", "0", "--cudnn-benchmark", "off")
+    per_epoch = 6_000 // 500  # the quick profile's representative set
+    assert result["out_of_time"] and result["steps"] == per_epoch and result["planned_steps"] == 100_000
+    assert result["projected_seconds"] > result["seconds"] and result["cudnn_benchmark"] is False
+    assert result["bits_per_dim_curve"] == {str(per_epoch): result["bits_per_dim"]}
+
+
+@needs_data
+def test_profile_step_counts_per_step():
+    out = run_script("benchmarks/profile_step.py", "vanilla", "--subsample", "600", "--device", "cpu", text=True)
+    assert "## vanilla: one epoch, 2 steps" in out and "per step:" in out and "aten::" in out, out
+
+
+@needs_data
 def test_bench_sih_runs_every_method():
     out = run_script("benchmarks/bench_sih.py", "--methods", "sih", "lff", "vanilla", "--epochs", "1",
                      "--subsample", "600", "--device", "cpu", text=True)

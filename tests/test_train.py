@@ -96,6 +96,21 @@ def test_bad_arguments():
         fit(model, data, step, epochs=1, batch_size=10, patience=1, device="cpu", progress=False)
 
 
+def test_max_seconds_stops_after_the_epoch_it_runs_out_in():
+    data = toy_data(n=128)
+    model = nn.Linear(2, 2)
+    step = make_step(model, ce, torch.optim.SGD(model.parameters(), lr=0.1))
+    history = fit(model, data, step, epochs=4, batch_size=32, device="cpu", progress=False, max_seconds=1e-9)
+    assert list(history.index) == [0] and history.attrs["out_of_time"]
+    history = fit(model, data, step, epochs=3, batch_size=32, device="cpu", progress=False, max_seconds=3600)
+    assert list(history.index) == [0, 1, 2] and not history.attrs["out_of_time"]
+    # the last epoch ends the run anyway: running out of time in it is not an early stop
+    history = fit(model, data, step, epochs=1, batch_size=32, device="cpu", progress=False, max_seconds=1e-9)
+    assert list(history.index) == [0] and not history.attrs["out_of_time"]
+    with pytest.raises(ValueError, match="max_seconds must be positive"):
+        fit(model, data, step, epochs=1, batch_size=32, device="cpu", progress=False, max_seconds=0)
+
+
 def test_profiles(monkeypatch):
     monkeypatch.setenv("FAIRLAB_PROFILE", "quick")
     assert by_profile(quick=1, full=2) == 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full-profile runs on one offline GPU machine: benchmarks first, then chapters, each result saved as it lands.
 #
-#   benchmarks/gpu_full_profile.sh RESULTS_DIR [STEP ...]     (steps: ns_timing bench_null_sampling 04 01 ...)
+#   benchmarks/gpu_full_profile.sh RESULTS_DIR [STEP ...]     (steps: ns_timing bench_null_sampling profile_cflow 04 ...)
 #
 # Expects the data (FAIRLAB_DATA) and, for the chapters, the notebook stack as ../shared/gpu/README.md sets them up
 # (`. .gpu/install.sh`). Each notebook is executed in place with --allow-errors (a failed check is saved, not lost)
@@ -56,6 +56,7 @@ for step in "$@"; do
         python3 benchmarks/bench_null_sampling.py --cudnn-benchmark $cudnn
       fi ;;
     profile_sih) bounded python3 benchmarks/profile_step.py sih lff vanilla ;;
+    profile_cflow) bounded python3 benchmarks/profile_step.py cflow --compile ;;
     bench_sih) bounded python3 benchmarks/bench_sih.py --methods sih lff vanilla ;;
     bench_sih_history) bounded python3 benchmarks/bench_sih.py --history ;;
     bench_sih_compile) bounded python3 benchmarks/bench_sih.py --compile ;;

@@ -3,7 +3,7 @@
     python benchmarks/profile_step.py sih                  # Signal is Harder, rho = 1%, all training images
     python benchmarks/profile_step.py sih lff vanilla --compile
     python benchmarks/profile_step.py sih --subsample 3000 --device cpu     # a smoke test
-    python benchmarks/profile_step.py cflow                # the published cFlow, 10 steps, and its speed options
+    python benchmarks/profile_step.py cflow [--compile]    # the published cFlow, 10 steps, and its speed options
 
 Each method trains one epoch unprofiled (allocations, cuDNN's choices, compilation), then one more epoch from a
 fresh model under ``torch.profiler``. Per training step it prints the kernels launched, the calls that wait for the
@@ -14,8 +14,9 @@ epoch work (one validation pass, one sync), so the per-step numbers carry that e
 
 ``cflow``: the full profile's cFlow (3 levels x 24 blocks x 512) on 2,560 representative images (10 steps of 256
 per epoch). First the steady seconds per step (second epoch) under each speed setting: bf16 autocast and NHWC
-(the default on a GPU), bf16 alone, float32 (TF32 convolutions, torch's default), and the default with cuDNN's
-algorithm search; then the profile of the default.
+(fit_cflow's default on a GPU), bf16 alone, float32 (TF32 convolutions, torch's default), and bf16 NHWC with
+cuDNN's algorithm search (with ``--compile``, float32 NCHW with the loss compiled too); then the profile of the
+protocol's setting.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def main() -> None:
     parser.add_argument("methods", nargs="+", choices=("sih", "lff", "vanilla", "cflow"))
     parser.add_argument("--bias-conflicting-ratio", type=float, default=0.01)
     parser.add_argument("--subsample", type=int, default=None, help="train on this many images")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the SiH / LfF loss")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the loss (SiH, LfF; cflow: one more variant)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--blocks", type=int, default=None, help="cflow: blocks per level (a smoke test)")
     parser.add_argument("--width", type=int, default=None, help="cflow: coupling width (a smoke test)")
@@ -83,17 +85,19 @@ def cflow(device: torch.device, args) -> None:
     options.update({k: v for k, v in vars(args).items() if k in ("blocks", "width") and v is not None})
     data = coloured_mnist("nifr", "representative", colour_variance=0.02, seed=0, subsample=10 * 256)
     print(f"{config.run_info()} | cFlow {options['levels']}x{options['blocks']}x{options['width']}, 10 steps of 256")
-    variants = {"bf16 + NHWC (default)": dict(bf16=True, channels_last=True),
+    variants = {"bf16 + NHWC (GPU default)": dict(bf16=True, channels_last=True),
                 "bf16, NCHW": dict(bf16=True, channels_last=False),
                 "float32 (TF32 convs), NCHW": dict(bf16=False, channels_last=False),
                 "bf16 + NHWC + cudnn.benchmark": dict(bf16=True, channels_last=True, benchmark=True)}
+    if args.compile:  # the loss (forward and backward) through torch.compile; its first epoch pays for compiling
+        variants["float32, NCHW, torch.compile"] = dict(bf16=False, channels_last=False, compile=True)
     for name, variant in variants.items():
         torch.backends.cudnn.benchmark = variant.pop("benchmark", False)
         _, history = ns.fit_cflow(data, device=device, progress=False, **{**options, **variant})
         print(f"{name:>32}: {1000 * history['seconds'].iloc[-1] / 10:7.1f} ms per step "
               f"(first epoch {1000 * history['seconds'].iloc[0] / 10:.0f})", flush=True)
     torch.backends.cudnn.benchmark = False
-    options.update(iterations=10, bf16=True, channels_last=device.type == "cuda")
+    options.update(iterations=10)  # the protocol's own speed settings
     ns.fit_cflow(data, device=device, progress=False, **options)  # warm-up
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:

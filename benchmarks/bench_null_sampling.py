@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the loss")
-    parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--channels-last", choices=("on", "off"), default=None,
+                        help="NHWC activations (default: the profile's setting, else on for CUDA)")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop training after about this long")
     parser.add_argument("--cudnn-benchmark", choices=("on", "off"), default=None,
                         help="torch.backends.cudnn.benchmark (default: torch's, off)")
@@ -62,8 +63,9 @@ def main() -> None:
         torch.cuda.synchronize()
     start = time.perf_counter()
     options["bf16"] = options.get("bf16", False) or args.bf16
-    model, history = fit(splits["representative"], seed=args.seed, device=device, compile=args.compile,
-                         channels_last=False if args.no_channels_last else None, **options)
+    if args.channels_last is not None:
+        options["channels_last"] = args.channels_last == "on"
+    model, history = fit(splits["representative"], seed=args.seed, device=device, compile=args.compile, **options)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -54,6 +54,16 @@ def test_bench_null_sampling_for_a_time_budget_projects_the_whole_schedule():
 
 
 @needs_data
+def test_bench_null_sampling_takes_the_full_profiles_settings():
+    # the full profile's cFlow sets its own speed options (bf16, channels_last): they must reach fit_cflow once
+    (result,) = run_script("benchmarks/bench_null_sampling.py", "--blocks", "1", "--width", "8", "--batch-size",
+                           "1000", "--iterations", "1", "--downstream-epochs", "0", "--channels-last", "on",
+                           profile="full")
+    assert result["profile"] == "full" and result["levels"] == 3 and result["bf16"] is False
+    assert result["steps"] == 24 and result["planned_steps"] == 1  # one epoch of the 24,000 representative images
+
+
+@needs_data
 def test_profile_step_counts_per_step():
     out = run_script("benchmarks/profile_step.py", "vanilla", "--subsample", "600", "--device", "cpu", text=True)
     assert "## vanilla: one epoch, 2 steps" in out and "per step:" in out and "aten::" in out, out

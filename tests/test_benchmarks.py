@@ -64,6 +64,17 @@ def test_bench_null_sampling_takes_the_full_profiles_settings():
 
 
 @needs_data
+def test_sih_validation_noise_matches_the_full_loss_when_no_batch_is_dropped():
+    # 5,120 images: a validation set of 512, two whole batches of 256, so the released way of scoring it drops
+    # nothing and, whatever the shuffle, sums the same per-sample losses as fit_sih's val_loss
+    (result,) = run_script("benchmarks/sih_validation_noise.py", "--subsample", "5120", "--epochs", "1",
+                           "--repeats", "3", "--device", "cpu")
+    assert result["val_size"] == 512 and result["epochs"] == 1
+    assert result["released_style_mean"] == pytest.approx(result["val_loss_best"], rel=1e-4)
+    assert result["released_style_sd"] < 1e-3 * result["val_loss_best"]
+
+
+@needs_data
 def test_profile_step_counts_per_step():
     out = run_script("benchmarks/profile_step.py", "vanilla", "--subsample", "600", "--device", "cpu", text=True)
     assert "## vanilla: one epoch, 2 steps" in out and "per step:" in out and "aten::" in out, out

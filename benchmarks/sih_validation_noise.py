@@ -20,20 +20,15 @@ import torch
 
 from fairlab import config
 from fairlab.data import coloured_mnist
-from fairlab.methods.sih import SiHHParams, fit_sih, sih_loss
+from fairlab.methods.sih import SiHHParams, fit_sih, released_validation, sih_loss
 
 
 @torch.no_grad()
-def released_style_loss(model, val, hp: SiHHParams, generator: torch.Generator, batch_size: int = 256) -> float:
-    """The validation loss as the released loop measures it: shuffled batches, the last partial one dropped, the
-    per-sample sum divided by the whole set's size."""
+def released_style_loss(model, val, hp: SiHHParams, generator: torch.Generator) -> float:
+    """The validation loss as the released loop measures it (``released_validation``)."""
     model.eval()
-    order = torch.randperm(len(val), generator=generator).to(val.x.device)
-    total = torch.zeros((), device=val.x.device)
-    for start in range(0, len(val) - batch_size + 1, batch_size):
-        (batch,) = list(val.subset(order[start:start + batch_size]).batches(batch_size))
-        total += sih_loss(model, batch, hp, sample_latents=False)["loss"] * batch_size
-    return float(total) / len(val)
+    loss = lambda b: sih_loss(model, b, hp, sample_latents=False)  # noqa: E731
+    return released_validation(loss, val, hp.batch_size, generator)["loss"]
 
 
 def main() -> None:

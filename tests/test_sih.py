@@ -16,6 +16,7 @@ from fairlab.methods.sih import (
     perturb_bias_latent,
     recolour,
     reconstruct,
+    released_validation,
     signal_weights,
     sih_loss,
     swap_bias_latents,
@@ -192,6 +193,40 @@ def test_fit_sih_early_stops_on_the_deterministic_validation_loss(tiny_train):
     models, histories = fit_sih_members([train], [0], vals=[val], epochs=1, patience=None, batch_size=64, device="cpu",
                                         progress=False)
     assert histories[0]["val_loss"].iloc[0] == pytest.approx(_val_loss_of(models[0], val), rel=1e-5)
+
+
+def test_released_validation_drops_the_partial_batch_and_divides_by_the_whole_set():
+    from fairlab.data.base import BiasedDataset
+
+    n = 300
+    data = BiasedDataset(x=torch.arange(n, dtype=torch.float32)[:, None], y=torch.zeros(n, dtype=torch.long),
+                         s=torch.zeros(n, dtype=torch.long), num_classes=2)
+    # per-sample loss = the sample's index; accuracy 1 everywhere
+    loss = lambda b: {"loss": b.x[:, 0].mean(), "accuracy": torch.ones(())}  # noqa: E731
+    generator = torch.Generator().manual_seed(0)
+    draws = [released_validation(loss, data, 100, generator) for _ in range(3)]
+    for draw in draws:
+        # three whole batches: all 300 images, in whatever order: the exact mean
+        assert draw["loss"] == pytest.approx((n - 1) / 2) and draw["accuracy"] == 1.0
+    draws = [released_validation(loss, data, 128, generator) for _ in range(20)]
+    # two whole batches of 128: 256 images kept, the sum divided by 300, a different 44 dropped each time
+    assert all(d["accuracy"] == 1.0 for d in draws)
+    assert all(d["loss"] < (n - 1) / 2 * 256 / 300 * 1.2 for d in draws)
+    assert len({round(d["loss"], 6) for d in draws}) > 10
+    mean = sum(d["loss"] for d in draws) / len(draws)
+    assert mean == pytest.approx((n - 1) / 2 * 256 / 300, rel=0.05)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        released_validation(loss, data, 512, generator)
+
+
+def test_fit_sih_can_stop_on_the_released_validation_loss(tiny_train):
+    train, val = tiny_train.random_split(0.25, seed=0)
+    _, history = fit_sih(train, val=val, epochs=2, patience=None, batch_size=64, seed=0, device="cpu",
+                         progress=False, validation="released")
+    assert history["val_loss"].notna().all() and len(history) == 2
+    with pytest.raises(ValueError, match="single runs"):
+        fit_sih_members([train], [0], vals=[val], epochs=1, batch_size=64, device="cpu", progress=False,
+                        validation="released")
 
 
 def test_compare_methods_vanilla_and_lff_train_on_all_the_data():

@@ -55,6 +55,9 @@ class SiHHParams:
     val_fraction: float = hparam(0.1, "share of the training set held out for validation (when no val is given)")
     batch_size: int = hparam(256, "batch size", positive=True)
     compile: bool = hparam(False, "torch.compile(mode='reduce-overhead') the loss (GPU; single runs only)")
+    validation: str = hparam("all", "how the validation loss is scored: all (every image, in order) or released "
+                                    "(the released code's: a fresh shuffle, whole batches only; single runs only)",
+                             choices=("all", "released"))
 
 class Latents(NamedTuple):
     mean_s: torch.Tensor  # (B, D_s) signal latent mean
@@ -158,6 +161,20 @@ def _loss(hp: SiHHParams):
     return loss_fn
 
 
+def released_validation(loss_fn, val: BiasedDataset, batch_size: int, generator: torch.Generator) -> dict:
+    """The validation loss as the released SiH code scores it, through its training loader: a fresh shuffle,
+    batches of ``batch_size``, the last partial batch dropped, the per-sample sums divided by the whole set's size
+    (accuracies: the mean over the images scored). Which images are dropped changes every call, so the value is
+    noisy; ``fit_sih(validation="released")`` monitors it, to reproduce when the released runs stop."""
+    kept = len(val) // batch_size * batch_size
+    if kept == 0:
+        raise ValueError(f"the validation set has {len(val)} images, fewer than one batch of {batch_size}: the "
+                         "released scoring would see none. Use validation='all' or a larger validation set.")
+    order = torch.randperm(len(val), generator=generator)[:kept].to(val.device)
+    means = evaluate_loss(loss_fn, val.subset(order), batch_size)
+    return {k: v if "accuracy" in k else v * kept / len(val) for k, v in means.items()}
+
+
 def fit_sih(train: BiasedDataset, hp: SiHHParams | None = None, *, val: BiasedDataset | None = None, seed: int = 0,
             device=None, progress: bool | None = None, **overrides):
     """Train SiH; returns ``(model, history)`` with the best validation state restored.
@@ -167,7 +184,8 @@ def fit_sih(train: BiasedDataset, hp: SiHHParams | None = None, *, val: BiasedDa
     (None: run all ``epochs``). The learning rate is multiplied by ``lr_factor`` after every epoch without
     improvement (the published scheduler's patience is patience / 2 - 1 = 0), so a run stops after its second
     decay in a row. ``compile``: wrap the loss in ``torch.compile(mode="reduce-overhead")`` (CUDA graphs; meant for
-    a GPU, where drop_last keeps every batch the same shape).
+    a GPU, where drop_last keeps every batch the same shape). ``validation="released"``: score the validation set
+    as the released code does (``released_validation``), noise included.
     """
     hp = resolve(SiHHParams, hp, overrides)
     config.seed_everything(seed)
@@ -185,9 +203,14 @@ def fit_sih(train: BiasedDataset, hp: SiHHParams | None = None, *, val: BiasedDa
     )
     step = make_step(model, train_loss, optimizer)
 
+    shuffle = torch.Generator().manual_seed(seed)
+
     def validate() -> dict:
         # the encoder means, not samples: a noisy validation loss would decay the rate and stop runs by chance
-        return {f"val_{k}": v for k, v in evaluate_loss(lambda b: loss_fn(model, b, sample_latents=False), val).items()}
+        val_loss = lambda b: loss_fn(model, b, sample_latents=False)  # noqa: E731
+        if hp.validation == "released":
+            return {f"val_{k}": v for k, v in released_validation(val_loss, val, hp.batch_size, shuffle).items()}
+        return {f"val_{k}": v for k, v in evaluate_loss(val_loss, val).items()}
 
     def on_epoch_end(epoch: int, row: dict) -> None:
         row["lr"] = optimizer.param_groups[0]["lr"]  # the rate this epoch was trained with
@@ -215,6 +238,9 @@ def fit_sih_members(
     hp = resolve(SiHHParams, hp, overrides)
     if hp.compile:
         raise ValueError("compile is for single runs: use fit_sih to compile the loss.")
+    if hp.validation != "all":
+        raise ValueError("validation='released' is for single runs: use fit_sih to score the validation set as the "
+                         "released code does.")
     if vals is None:
         splits = [train.random_split(hp.val_fraction, seed=seed) for train, seed in zip(trains, seeds)]
         trains, vals = [t for t, _ in splits], [v for _, v in splits]

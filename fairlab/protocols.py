@@ -132,7 +132,7 @@ PROTOCOLS = {
         ),
         "full": dict(
             representative=None, train=None, test=None,
-            # float32 in NCHW: on one H200 a step took 131 ms so, 145 ms with bf16 and 168 ms with bf16 in NHWC
+            # float32 in NCHW: a step took 131 ms this way on one H200, 145 ms with bf16, 168 ms with bf16 in NHWC
             # (eager PyTorch, launch-bound: about 6,300 kernel launches a step;
             # benchmarks/results/gpu_h200_2026-12-04.txt)
             cflow=dict(levels=3, blocks=24, width=512, bias_dims=6, iterations=26_000, batch_size=256, lr=3e-4,

@@ -9,7 +9,7 @@ Each method trains one epoch unprofiled (allocations, cuDNN's choices, compilati
 fresh model under ``torch.profiler``. Per training step it prints the kernels launched, the calls that wait for the
 GPU (stream, device and event synchronisations; copies to the host), the GPU's busy time (the sum of kernel
 durations) and the wall time: a step whose wall time is far above its busy time is bound by launches, not by
-arithmetic (CUDA graphs help there). Then the ten operators with the most GPU time. One epoch includes the end of
+arithmetic (CUDA graphs help there). Then the fifteen operators with the most GPU time. One epoch includes the end of
 epoch work (one validation pass, one sync), so the per-step numbers carry that epoch's share.
 
 ``cflow``: the full profile's cFlow (3 levels x 24 blocks x 512) on 2,560 representative images (10 steps of 256
@@ -29,11 +29,11 @@ from torch.profiler import ProfilerActivity, profile
 
 from fairlab import config
 from fairlab.data import coloured_mnist
-from fairlab.methods.erm import fit_erm
 from fairlab.methods import null_sampling as ns
+from fairlab.methods.erm import fit_erm
 from fairlab.methods.lff import fit_lff
-from fairlab.protocols import protocol
 from fairlab.methods.sih import fit_sih
+from fairlab.protocols import protocol
 
 # runtime calls that make the host wait for the device
 WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
@@ -66,18 +66,23 @@ def main() -> None:
     batch_size = 256
     steps = len(train) // batch_size
     print(f"{config.run_info()} | compile={args.compile} | {steps} steps of {batch_size} per epoch")
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     for method in args.methods:
-        runs[method]()  # warm-up epoch
+        report(method, *profiled(runs[method], device), steps)
+
+
+def profiled(run, device: torch.device):
+    """``run()`` once to warm up, then once under the profiler: ``(profiler, wall seconds of that second run)``."""
+    run()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        run()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        with profile(activities=activities) as prof:
-            start = time.perf_counter()
-            runs[method]()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            wall = time.perf_counter() - start
-        report(method, prof, steps, wall)
+        wall = time.perf_counter() - start
+    return prof, wall
 
 
 def cflow(device: torch.device, args) -> None:
@@ -97,19 +102,11 @@ def cflow(device: torch.device, args) -> None:
         print(f"{name:>32}: {1000 * history['seconds'].iloc[-1] / 10:7.1f} ms per step "
               f"(first epoch {1000 * history['seconds'].iloc[0] / 10:.0f})", flush=True)
     torch.backends.cudnn.benchmark = False
-    options.update(iterations=10)  # the protocol's own speed settings
-    ns.fit_cflow(data, device=device, progress=False, **options)  # warm-up
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        start = time.perf_counter()
-        ns.fit_cflow(data, device=device, progress=False, **options)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        wall = time.perf_counter() - start
-    report("cflow", prof, 10, wall)
+    options.update(iterations=10)  # one epoch, the protocol's own speed settings
+    report("cflow", *profiled(lambda: ns.fit_cflow(data, device=device, progress=False, **options), device), 10)
 
 
-def report(method: str, prof, steps: int, wall: float) -> None:
+def report(method: str, prof, wall: float, steps: int) -> None:
     calls, kernels, busy_us, to_host = Counter(), 0, 0.0, 0
     for event in prof.events():
         if str(event.device_type).endswith("CUDA"):

@@ -136,7 +136,8 @@ def check_page(page, base: str, name: str, external: list[str], failures: list[s
     notes.append(f"{page.evaluate('document.images.length')} images")
 
     if page.locator(".math, .amsmath").count():
-        page.wait_for_selector("mjx-container", timeout=15_000)
+        # attached, not visible: the first formula of a page may sit in a closed solution or a hidden figure
+        page.wait_for_selector("mjx-container", state="attached", timeout=15_000)
         typeset = page.locator("mjx-container").count()
         errors = page.locator("mjx-merror").count()
         if errors:

@@ -48,10 +48,10 @@ def _fls(quick: bool) -> dict:
             "generator": {"latent_dim": 16, "channels": (16, 32), "hidden": 128, "beta": 1.0,
                           "epochs": pick(10, 40), "batch_size": pick(64, 256), "lr": pick(2e-3, 5e-3)},
             # one coordinate each for w_Y and w_S: no room in w_Y for a second, colour-sorting coordinate; the
-            # counterfactual terms (ours): without them moving w_S recoloured 0.10-0.98 of the images by seed and
-            # changed the judged digit for 0.07-0.22; with them 0.997-1.000 and 0.063-0.103 on seeds 0-4, where
-            # the true recolouring, encoded and decoded, changes it for 0.070-0.116; the module trains in about
-            # twice the time (benchmarks/results/fls_cf_search_cpu_2026-12-04.txt)
+            # counterfactual terms (ours): with the five-epoch generator, without them moving w_S recoloured
+            # 0.10-0.98 of the images by seed and changed the judged digit for 0.07-0.22; with them 0.997-1.000 and
+            # 0.063-0.103 on seeds 0-4, where the true recolouring, encoded and decoded, changes it for 0.070-0.116;
+            # the module trains in about twice the time (benchmarks/results/fls_cf_search_cpu_2026-12-04.txt)
             "module": {**module, "label_dims": 1, "sensitive_dims": 1, "epochs": pick(24, 40),
                        "sensitive_alignment": True, "counterfactual_weight": 1.0,
                        "counterfactual_keep_weight": 3.0, "counterfactual_label_weight": 5.0,
@@ -62,8 +62,8 @@ def _fls(quick: bool) -> dict:
             "data": {"train_size": None, "test_size": pick(8_000, None)},
             # a 16-dimensional latent, four adversaries of width 128 and an independence weight of 3: the classifier
             # on w_Y then had a lower equalised odds gap and demographic parity gap than plain ERM on seeds 0-4, at
-            # 2.7-3.5 points of accuracy (a latent of 10, two adversaries of 64, weight 1: lower EO on two seeds
-            # in five); none of the 29 settings tried reached a DP gap of 0.6 of ERM's with a better worst group
+            # 2.7-3.5 points of accuracy (one thread; the EO margins, 0.010-0.043, are within thread noise) (a latent
+            # of 10, two adversaries of 64, weight 1: lower EO on two seeds in five); none of the 29 settings tried reached a DP gap of 0.6 of ERM's with a better worst group
             # (benchmarks/results/fls_adult_search_cpu_2026-12-04.txt, measured in the quick profile)
             "generator": {"latent_dim": 16, "hidden": (128, 128), "beta": 1.0, "epochs": pick(5, 40),
                           "batch_size": 256, "lr": 1e-3},

@@ -62,8 +62,9 @@ def _fls(quick: bool) -> dict:
             "data": {"train_size": None, "test_size": pick(8_000, None)},
             # a 16-dimensional latent, four adversaries of width 128 and an independence weight of 3: the classifier
             # on w_Y then had a lower equalised odds gap and demographic parity gap than plain ERM on seeds 0-4, at
-            # 2.7-3.5 points of accuracy (one thread; the EO margins, 0.010-0.043, are within thread noise) (a latent
-            # of 10, two adversaries of 64, weight 1: lower EO on two seeds in five); none of the 29 settings tried reached a DP gap of 0.6 of ERM's with a better worst group
+            # 2.7-3.5 points of accuracy (one thread; the EO margins, 0.010-0.043, are within thread noise); with a
+            # latent of 10, two adversaries of 64 and weight 1: lower EO on two seeds in five. None of the 29
+            # settings tried reached a DP gap of 0.6 of ERM's with a better worst group
             # (benchmarks/results/fls_adult_search_cpu_2026-12-04.txt, measured in the quick profile)
             "generator": {"latent_dim": 16, "hidden": (128, 128), "beta": 1.0, "epochs": pick(5, 40),
                           "batch_size": 256, "lr": 1e-3},

@@ -208,9 +208,9 @@ def fit_sih(train: BiasedDataset, hp: SiHHParams | None = None, *, val: BiasedDa
     def validate() -> dict:
         # the encoder means, not samples: a noisy validation loss would decay the rate and stop runs by chance
         val_loss = lambda b: loss_fn(model, b, sample_latents=False)  # noqa: E731
-        if hp.validation == "released":
-            return {f"val_{k}": v for k, v in released_validation(val_loss, val, hp.batch_size, shuffle).items()}
-        return {f"val_{k}": v for k, v in evaluate_loss(val_loss, val).items()}
+        scores = (released_validation(val_loss, val, hp.batch_size, shuffle) if hp.validation == "released"
+                  else evaluate_loss(val_loss, val))
+        return {f"val_{k}": v for k, v in scores.items()}
 
     def on_epoch_end(epoch: int, row: dict) -> None:
         row["lr"] = optimizer.param_groups[0]["lr"]  # the rate this epoch was trained with

@@ -4,6 +4,7 @@
     python benchmarks/bench_null_sampling.py --iterations 500 --bf16      # a short timing run
     python benchmarks/bench_null_sampling.py --model cvae --epochs 5
     python benchmarks/bench_null_sampling.py --max-seconds 300 --cudnn-benchmark on   # the schedule's first 5 min
+    python benchmarks/bench_null_sampling.py --max-seconds 20 --downstream-epochs 0 --cuda-graph on   # a timing
 
 Sizes and schedule come from ``null_sampling.settings()`` (``FAIRLAB_PROFILE``; full: 3 levels x 24 blocks x 512,
 26,000 steps of 256); the options override them. ``--downstream-epochs 0`` skips the downstream evaluation.
@@ -36,6 +37,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the loss")
+    parser.add_argument("--cuda-graph", choices=("on", "off"), default=None,
+                        help="capture the whole step as one CUDA graph (default: the profile's setting, off)")
     parser.add_argument("--channels-last", choices=("on", "off"), default=None,
                         help="NHWC activations (default: the profile's setting, else on for CUDA)")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop training after about this long")
@@ -65,6 +68,8 @@ def main() -> None:
     options["bf16"] = options.get("bf16", False) or args.bf16
     if args.channels_last is not None:
         options["channels_last"] = args.channels_last == "on"
+    if args.cuda_graph is not None:
+        options["cuda_graph"] = args.cuda_graph == "on"
     model, history = fit(splits["representative"], seed=args.seed, device=device, compile=args.compile, **options)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -80,7 +85,8 @@ def main() -> None:
         "out_of_time": bool(history.attrs.get("out_of_time", False)), "batch_size": options["batch_size"],
         "seconds": round(seconds, 1), "steps_per_second": round(steps / seconds, 2),
         "steady_steps_per_second": round(steady, 2), "projected_seconds": round(planned_steps / steady, 1),
-        "bf16": options["bf16"], "compile": args.compile, "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "bf16": options["bf16"], "channels_last": options.get("channels_last"), "compile": args.compile,
+        "cuda_graph": options.get("cuda_graph", False), "cudnn_benchmark": torch.backends.cudnn.benchmark,
     }
     if args.model == "cflow":
         result.update(levels=options["levels"], blocks=options["blocks"], width=options["width"],

@@ -10,7 +10,8 @@
 # GPU_DEADLINE (seconds from the start, default: none) bounds the whole script on a leased machine: every step runs
 # under `timeout` with what is left, a step that would start with under a minute left is skipped, and
 # bench_null_sampling trains the cFlow for what is left minus GPU_RESERVE seconds (default 150: its downstream
-# classifier and the steps after it), with cuDNN's algorithm search on or off as ns_timing found faster.
+# classifier and the steps after it), with the speed settings ns_timing found fastest: eager float32 NCHW (the full
+# profile's setting), the step captured as one CUDA graph, or that with bf16 autocast in NHWC.
 set -uo pipefail
 results=${1:?results folder}; shift
 mkdir -p "$results"
@@ -24,16 +25,16 @@ bounded() { local t; t=$(left); (( t > 0 )) || return 124; timeout "$t" "$@"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$results/device.txt" 2>&1
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" >> "$results/device.txt"
 
-# ns_timing's faster cuDNN setting ("on" or "off"), from the steady rates it logged
-faster_cudnn() {
+# the bench_null_sampling options of ns_timing's fastest run (by its steady rate); a variant that failed logged no
+# result and is not a candidate; nothing logged: the profile's own settings
+fastest_options() {
   python3 - "$results/ns_timing.log" <<'EOF'
 import json, sys
-rates = {}
-for line in open(sys.argv[1]):
-    if line.startswith("{"):
-        row = json.loads(line)
-        rates["on" if row["cudnn_benchmark"] else "off"] = row["steady_steps_per_second"]
-print(max(rates, key=rates.get) if rates else "off")
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
+if rows:
+    best = max(rows, key=lambda row: row["steady_steps_per_second"])
+    layout = {True: "--channels-last on", False: "--channels-last off", None: ""}[best["channels_last"]]
+    print("--cuda-graph", "on" if best["cuda_graph"] else "off", layout, "--bf16" if best["bf16"] else "")
 EOF
 }
 
@@ -43,17 +44,18 @@ for step in "$@"; do
   fi
   start=$(date +%s)
   case $step in
-    ns_timing) for cudnn in off on; do
-                 bounded python3 benchmarks/bench_null_sampling.py --max-seconds 20 --downstream-epochs 0 \
-                   --cudnn-benchmark $cudnn
+    ns_timing) for variant in "--cuda-graph off" "--cuda-graph on" "--cuda-graph on --bf16 --channels-last on"; do
+                 # shellcheck disable=SC2086
+                 bounded python3 benchmarks/bench_null_sampling.py --max-seconds 20 --downstream-epochs 0 $variant
                done ;;
     bench_null_sampling)
-      cudnn=off; [ -f "$results/ns_timing.log" ] && cudnn=$(faster_cudnn)
+      fastest=""; [ -f "$results/ns_timing.log" ] && fastest=$(fastest_options)
       budget=$(( $(left) - reserve ))
+      # shellcheck disable=SC2086
       if (( deadline < 1000000 )); then
-        bounded python3 benchmarks/bench_null_sampling.py --max-seconds "$budget" --cudnn-benchmark $cudnn
+        bounded python3 benchmarks/bench_null_sampling.py --max-seconds "$budget" $fastest
       else
-        python3 benchmarks/bench_null_sampling.py --cudnn-benchmark $cudnn
+        python3 benchmarks/bench_null_sampling.py $fastest
       fi ;;
     profile_sih) bounded python3 benchmarks/profile_step.py sih lff vanilla ;;
     profile_cflow) bounded python3 benchmarks/profile_step.py cflow --compile ;;

@@ -10,7 +10,9 @@ losses...) stays in the method's file; what every method needs stays here:
 - NaN/inf detection *without* a host sync per step: each step's loss is checked on the device and the first bad
   step is reported at the end of the epoch,
 - early stopping on a validation metric, restoring the best weights,
-- atomic checkpoints, loaded back with ``weights_only=True``.
+- atomic checkpoints, loaded back with ``weights_only=True``,
+- ``capture_step``: a whole step (forward, backward, optimiser) captured once as a CUDA graph and replayed, for
+  steps that launch thousands of small kernels.
 
 A step function takes a ``Batch`` and returns a dict of scalar tensors; the key ``"loss"`` is the one checked
 for NaN/inf. Use ``make_step`` for the common case: one loss, one optimiser.
@@ -67,14 +69,17 @@ def make_step(
     *,
     bf16: bool = False,
     max_grad_norm: float | None = None,
+    capturable: bool = False,
 ) -> StepFn:
     """The usual step: forward under autocast, ``loss.backward()``, optional clipping, ``optimizer.step()``.
 
     ``loss_fn(model, batch)`` returns the loss, or a dict with the loss under ``"loss"`` and anything else to log.
+    ``capturable``: the step will be captured in a CUDA graph (``capture_step``), so autocast keeps no cache of
+    cast weights (the values are the same either way).
     """
 
     def step(batch: Batch) -> dict:
-        with autocast(batch.x.device, bf16):
+        with autocast(batch.x.device, bf16, cache=not capturable):
             out = loss_fn(model, batch)
         logs = out if isinstance(out, dict) else {"loss": out}
         optimizer.zero_grad(set_to_none=True)
@@ -87,11 +92,62 @@ def make_step(
     return step
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on the given device, or a no-op."""
+def autocast(device: torch.device, enabled: bool, cache: bool = True):
+    """bf16 autocast on the given device, or a no-op. ``cache=False`` inside a captured CUDA graph."""
     if not enabled:
         return nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, cache_enabled=cache)
+
+
+def capture_step(step: StepFn, example: Batch, model: nn.Module, optimizer: torch.optim.Optimizer, *,
+                 warmup: int = 3) -> StepFn:
+    """``step`` captured once as a CUDA graph, then replayed for every batch: one launch instead of thousands.
+
+    What a captured step may do: the same work on every call. No host syncs (``.item()``, ``if tensor:``), no
+    shapes that change (every batch must have ``example``'s shape: train with ``drop_last=True``), no new state
+    in the optimiser (build it with ``capturable=True``) and no autocast cache (``make_step(capturable=True)``).
+    Changing parameters in place between steps (an adversary re-initialised) is fine: the graph reads the same
+    memory.
+
+    The graph needs the optimiser's state to exist before it is captured, so ``warmup`` steps run on ``example``
+    first (on a side stream, as PyTorch's CUDA-graph notes ask); then the model's weights are put back and the
+    optimiser's state zeroed, which is the fresh state of the Adam family (Adam, AdamW, RAdam): training starts
+    where an eager run starts. Randomness drawn by the warm-up steps (dropout, a VAE's noise) is not given back.
+
+    Returns a step function with the same contract as ``step``: it copies the batch into the graph's input,
+    replays the graph and returns copies of the logged values.
+    """
+    device = example.x.device
+    if not all(group.get("capturable", False) for group in optimizer.param_groups):
+        raise ValueError(f"{type(optimizer).__name__} must be built with capturable=True to be captured.")
+    if device.type != "cuda":
+        raise ValueError(f"a CUDA graph needs the data on a CUDA device, not {device}: train without cuda_graph.")
+    static = Batch(*(t.clone() for t in example))
+    weights = copy.deepcopy(model.state_dict())
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            step(static)
+    torch.cuda.current_stream(device).wait_stream(side)
+    with torch.no_grad():
+        model.load_state_dict(weights)  # copies in place: the graph will read these tensors
+        for state in optimizer.state.values():
+            for value in state.values():
+                if torch.is_tensor(value):
+                    value.zero_()
+    optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the gradients in the graph's pool
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        logs = step(static)
+
+    def replay(batch: Batch) -> dict:
+        for buffer, value in zip(static, batch):
+            buffer.copy_(value)
+        graph.replay()
+        return {key: value.clone() for key, value in logs.items()}
+
+    return replay
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:

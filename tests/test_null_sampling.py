@@ -112,6 +112,21 @@ def test_generative_model_never_reads_y(fit, options):
         assert torch.equal(a, b), name
 
 
+def test_cuda_graph_on_a_cpu_is_refused_with_the_way_out():
+    with pytest.raises(ValueError, match="train without cuda_graph"):
+        ns.fit_cflow(_images(16), device="cpu", progress=False, cuda_graph=True, **TINY_FLOW)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cflow_trained_through_a_cuda_graph_matches_the_eager_one():
+    data = _images(32)
+    eager, _ = ns.fit_cflow(data, seed=3, device="cuda", progress=False, **TINY_FLOW)
+    graphed, history = ns.fit_cflow(data, seed=3, device="cuda", progress=False, cuda_graph=True, **TINY_FLOW)
+    assert len(history) == 1 and history["loss"].notna().all()
+    for (name, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5), name
+
+
 def test_cvae_null_sample_decodes_the_mean_with_zero_s():
     torch.manual_seed(0)
     data = _images(4, shape=(3, 16, 16))

@@ -45,7 +45,7 @@ from fairlab.models.flow import (
     MultiScaleFlow, VectorFlow, join_latent, partition_latent, standard_normal_log_prob,
 )
 from fairlab.models.vae import kl_to_standard_normal, reparameterise
-from fairlab.train import autocast, fit, make_step, model_device, predict
+from fairlab.train import autocast, capture_step, fit, make_step, model_device, predict
 
 QUANTISATION_LEVELS = 32  # the nifr Coloured MNIST is 5-bit: bits/dim counts the 32 bins of each value
 
@@ -71,6 +71,7 @@ class GenerativeHParams(DownstreamHParams):
     adversary_lr: float | None = hparam(None, "the adversaries' learning rate (default: lr; ours)")
     bf16: bool = hparam(False, "bf16 autocast (GPU)")
     compile: bool = hparam(False, "torch.compile the loss")
+    cuda_graph: bool = hparam(False, "capture the whole training step as one CUDA graph (GPU)")
     channels_last: bool | None = hparam(None, "NHWC activations (default: on CUDA)")
     max_seconds: float | None = hparam(None, "stop after the epoch in which this many seconds of training have "
                                              "passed (default: the whole schedule)")
@@ -237,7 +238,7 @@ def cvae_loss(model: CVAE, batch: Batch, *, beta: float, w_adv: float) -> dict:
 # Training
 # ---------------------------------------------------------------------------------------------------------------
 def _train_generative(model, representative, loss_fn, *, epochs, batch_size, lr, seed, device, bf16, compile,
-                      channels_last, progress, desc, adversary_lr=None, max_seconds=None):
+                      channels_last, progress, desc, adversary_lr=None, max_seconds=None, cuda_graph=False):
     device = torch.device(device) if device is not None else config.device()
     model.to(device)
     if channels_last and representative.x.ndim == 4:
@@ -249,8 +250,13 @@ def _train_generative(model, representative, loss_fn, *, epochs, batch_size, lr,
     adversary_ids = {id(p) for p in adversary}
     others = [p for p in model.parameters() if id(p) not in adversary_ids]
     groups = [{"params": others}, {"params": adversary, "lr": adversary_lr or lr}]
-    optimizer = torch.optim.RAdam(groups, lr=lr, foreach=device.type == "cuda" or None)
-    inner = make_step(model, train_loss, optimizer, bf16=bf16)
+    # a captured step keeps RAdam's step counts on the device (capturable), so the graph can advance them
+    optimizer = torch.optim.RAdam(groups, lr=lr, foreach=device.type == "cuda" or None,
+                                  **({"capturable": True} if cuda_graph else {}))
+    inner = make_step(model, train_loss, optimizer, bf16=bf16, capturable=cuda_graph)
+    if cuda_graph:
+        representative = representative.to(device)
+        inner = capture_step(inner, next(representative.batches(batch_size, drop_last=True)), model, optimizer)
 
     def step(batch: Batch) -> dict:
         logs = inner(batch)
@@ -271,7 +277,8 @@ def fit_cflow(representative: BiasedDataset, hp: CFlowHParams | None = None, *, 
     ``iterations`` is rounded up to whole epochs of the shared loop (the published schedule: about 26,000 steps
     of 256). ``bf16`` autocasts the coupling networks (the flow's stream and log-determinant stay float32),
     ``channels_last`` (default: on CUDA) stores activations NHWC for the tensor cores, ``compile`` wraps the loss
-    in ``torch.compile``.
+    in ``torch.compile``, ``cuda_graph`` captures the whole step (forward, backward, RAdam) once and replays it
+    (``fairlab.train.capture_step``): the eager step launches thousands of small kernels.
     """
     hp = resolve(CFlowHParams, hp, overrides)
     config.seed_everything(seed)
@@ -283,7 +290,7 @@ def fit_cflow(representative: BiasedDataset, hp: CFlowHParams | None = None, *, 
         model, _without_labels(representative), lambda m, b: cflow_loss(m, b, w_adv=hp.w_adv), epochs=epochs,
         batch_size=hp.batch_size, lr=hp.lr, seed=seed, device=device, bf16=hp.bf16, compile=hp.compile,
         channels_last=channels_last, progress=progress, desc="cflow", adversary_lr=hp.adversary_lr,
-        max_seconds=hp.max_seconds,
+        max_seconds=hp.max_seconds, cuda_graph=hp.cuda_graph,
     )
     return model, history
 
@@ -300,7 +307,7 @@ def fit_cvae(representative: BiasedDataset, hp: CVAEHParams | None = None, *, se
         model, _without_labels(representative), lambda m, b: cvae_loss(m, b, beta=hp.beta, w_adv=hp.w_adv),
         epochs=hp.epochs, batch_size=hp.batch_size, lr=hp.lr, seed=seed, device=device, bf16=hp.bf16,
         compile=hp.compile, channels_last=channels_last, progress=progress, desc="cvae", adversary_lr=hp.adversary_lr,
-        max_seconds=hp.max_seconds,
+        max_seconds=hp.max_seconds, cuda_graph=hp.cuda_graph,
     )
     return model, history
 

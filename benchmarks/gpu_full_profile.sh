@@ -11,7 +11,8 @@
 # under `timeout` with what is left, a step that would start with under a minute left is skipped, and
 # bench_null_sampling trains the cFlow for what is left minus GPU_RESERVE seconds (default 150: its downstream
 # classifier and the steps after it), with the speed settings ns_timing found fastest: eager float32 NCHW (the full
-# profile's setting), the step captured as one CUDA graph, or that with bf16 autocast in NHWC.
+# profile's setting), the step captured as one CUDA graph, that with bf16 autocast in NHWC, or that with each flow
+# layer compiled too (its run is given 45 s: compiling takes the first epoch; its rate is the epochs after it).
 set -uo pipefail
 results=${1:?results folder}; shift
 mkdir -p "$results"
@@ -34,7 +35,8 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
 if rows:
     best = max(rows, key=lambda row: row["steady_steps_per_second"])
     layout = {True: "--channels-last on", False: "--channels-last off", None: ""}[best["channels_last"]]
-    print("--cuda-graph", "on" if best["cuda_graph"] else "off", layout, "--bf16" if best["bf16"] else "")
+    print("--cuda-graph", "on" if best["cuda_graph"] else "off", layout, "--bf16" if best["bf16"] else "",
+          "--compile" if best["compile"] else "")
 EOF
 }
 
@@ -44,8 +46,9 @@ for step in "$@"; do
   fi
   start=$(date +%s)
   case $step in
-    ns_timing) for variant in "--cuda-graph off" "--cuda-graph on" "--cuda-graph on --bf16 --channels-last on"; do
-                 # shellcheck disable=SC2086
+    ns_timing) for variant in "--cuda-graph off" "--cuda-graph on" "--cuda-graph on --bf16 --channels-last on" \
+                          "--cuda-graph on --bf16 --channels-last on --compile --max-seconds 45"; do
+                 # shellcheck disable=SC2086  (the last variant's own --max-seconds, after the first, wins)
                  bounded python3 benchmarks/bench_null_sampling.py --max-seconds 20 --downstream-epochs 0 $variant
                done ;;
     bench_null_sampling)

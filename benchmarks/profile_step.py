@@ -18,8 +18,9 @@ the per-step numbers carry that share.
 ``cflow``: the full profile's cFlow (3 levels x 24 blocks x 512) on 2,560 representative images (10 steps of 256
 per epoch). First the steady milliseconds per step (second epoch) under each speed setting: float32 NCHW (the full
 profile's setting; TF32 convolutions, torch's default), bf16 autocast, bf16 in NHWC, the step captured as one CUDA
-graph in float32 and in bf16 NHWC (with ``--compile``, float32 NCHW with the loss compiled too); a setting that
-fails prints its error and the rest go on. Then the profile of the protocol's setting.
+graph in float32 and in bf16 NHWC (with ``--compile``, also float32 NCHW with the loss compiled, and bf16 NHWC
+compiled and captured); a setting that fails prints its error and the rest go on. Then the profile of the
+protocol's setting.
 """
 from __future__ import annotations
 
@@ -122,6 +123,8 @@ def cflow(device: torch.device, args) -> None:
                 "bf16 + NHWC, CUDA graph": dict(bf16=True, channels_last=True, cuda_graph=True)}
     if args.compile:  # the loss (forward and backward) through torch.compile; its first epoch pays for compiling
         variants["float32, NCHW, torch.compile"] = dict(bf16=False, channels_last=False, compile=True)
+        variants["bf16 + NHWC, compile, CUDA graph"] = dict(bf16=True, channels_last=True, compile=True,
+                                                          cuda_graph=True)
     for name, variant in variants.items():
         try:
             _, history = ns.fit_cflow(data, device=device, progress=False, **{**options, **variant})

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from fairlab.models.flow import (
-    AffineCoupling, InvertibleConv1x1, MultiScaleFlow, Squeeze, VectorFlow, join_latent, mlp_conditioner,
-    partition_latent, standard_normal_log_prob,
+    AffineCoupling, InvertibleConv1x1, MultiScaleFlow, Squeeze, VectorFlow, compile_layers, join_latent,
+    mlp_conditioner, partition_latent, standard_normal_log_prob,
 )
 
 
@@ -144,3 +144,16 @@ def test_bad_shapes_raise():
         Squeeze()(torch.rand(1, 3, 5, 4))
     with pytest.raises(ValueError, match="bias_dims"):
         MultiScaleFlow((3, 8, 8), levels=2, blocks=1, width=4, bias_dims=0)
+
+
+def test_compiled_layers_compute_what_the_eager_ones_do_and_can_be_undone():
+    flow = _randomise(MultiScaleFlow((3, 8, 8), levels=2, blocks=2, width=8, bias_dims=3))
+    x = torch.rand(4, 3, 8, 8)
+    z, logdet = flow(x)
+    compile_layers(flow)
+    compiled = [m for m in flow.modules() if m._compiled_call_impl is not None]
+    assert len(compiled) == 8  # 2 levels x 2 blocks x (1x1 convolution, coupling)
+    z_c, logdet_c = flow(x)
+    assert torch.allclose(z_c, z, atol=1e-5) and torch.allclose(logdet_c, logdet, atol=1e-4)
+    compile_layers(flow, enabled=False)
+    assert all(m._compiled_call_impl is None for m in flow.modules())

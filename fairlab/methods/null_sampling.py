@@ -42,7 +42,7 @@ from fairlab.models.adversary import AdversaryEnsemble, grad_reverse
 from fairlab.models.conv import DownstreamCNN
 from fairlab.models.cvae import ConditionalVAE, gated_conv_cvae, mlp_cvae
 from fairlab.models.flow import (
-    MultiScaleFlow, VectorFlow, join_latent, partition_latent, standard_normal_log_prob,
+    MultiScaleFlow, VectorFlow, compile_layers, join_latent, partition_latent, standard_normal_log_prob,
 )
 from fairlab.models.vae import kl_to_standard_normal, reparameterise
 from fairlab.train import autocast, capture_step, fit, make_step, model_device, predict
@@ -70,7 +70,7 @@ class GenerativeHParams(DownstreamHParams):
     adversary_width: int = hparam(512, "the adversaries' hidden width", positive=True)
     adversary_lr: float | None = hparam(None, "the adversaries' learning rate (default: lr; ours)")
     bf16: bool = hparam(False, "bf16 autocast (GPU)")
-    compile: bool = hparam(False, "torch.compile the loss")
+    compile: bool = hparam(False, "torch.compile (the cFlow: each flow layer; the cVAE: the loss)")
     cuda_graph: bool = hparam(False, "capture the whole training step as one CUDA graph (GPU)")
     channels_last: bool | None = hparam(None, "NHWC activations (default: on CUDA)")
     max_seconds: float | None = hparam(None, "stop after the epoch in which this many seconds of training have "
@@ -276,8 +276,8 @@ def fit_cflow(representative: BiasedDataset, hp: CFlowHParams | None = None, *, 
 
     ``iterations`` is rounded up to whole epochs of the shared loop (the published schedule: about 26,000 steps
     of 256). ``bf16`` autocasts the coupling networks (the flow's stream and log-determinant stay float32),
-    ``channels_last`` (default: on CUDA) stores activations NHWC for the tensor cores, ``compile`` wraps the loss
-    in ``torch.compile``, ``cuda_graph`` captures the whole step (forward, backward, RAdam) once and replays it
+    ``channels_last`` (default: on CUDA) stores activations NHWC for the tensor cores, ``compile`` compiles each
+    flow layer while it trains (``compile_layers``: the blocks share their code), ``cuda_graph`` captures the whole step (forward, backward, RAdam) once and replays it
     (``fairlab.train.capture_step``): the eager step launches thousands of small kernels.
     """
     hp = resolve(CFlowHParams, hp, overrides)
@@ -286,12 +286,16 @@ def fit_cflow(representative: BiasedDataset, hp: CFlowHParams | None = None, *, 
     epochs = max(1, math.ceil(hp.iterations / representative.num_batches(hp.batch_size, drop_last=True)))
     device = torch.device(device) if device is not None else config.device()
     channels_last = device.type == "cuda" if hp.channels_last is None else hp.channels_last
-    history = _train_generative(
-        model, _without_labels(representative), lambda m, b: cflow_loss(m, b, w_adv=hp.w_adv), epochs=epochs,
-        batch_size=hp.batch_size, lr=hp.lr, seed=seed, device=device, bf16=hp.bf16, compile=hp.compile,
-        channels_last=channels_last, progress=progress, desc="cflow", adversary_lr=hp.adversary_lr,
-        max_seconds=hp.max_seconds, cuda_graph=hp.cuda_graph,
-    )
+    compile_layers(model.flow, enabled=hp.compile)
+    try:
+        history = _train_generative(
+            model, _without_labels(representative), lambda m, b: cflow_loss(m, b, w_adv=hp.w_adv), epochs=epochs,
+            batch_size=hp.batch_size, lr=hp.lr, seed=seed, device=device, bf16=hp.bf16, compile=False,
+            channels_last=channels_last, progress=progress, desc="cflow", adversary_lr=hp.adversary_lr,
+            max_seconds=hp.max_seconds, cuda_graph=hp.cuda_graph,
+        )
+    finally:
+        compile_layers(model.flow, enabled=False)
     return model, history
 
 

@@ -55,7 +55,9 @@ for step in "$@"; do
       fastest=""; [ -f "$results/ns_timing.log" ] && fastest=$(fastest_options)
       budget=$(( $(left) - reserve ))
       # shellcheck disable=SC2086
-      if (( deadline < 1000000 )); then
+      if (( budget < 30 )); then
+        echo "no time left to train: $(left) s left, GPU_RESERVE=$reserve"; false
+      elif (( deadline < 1000000 )); then
         bounded python3 benchmarks/bench_null_sampling.py --max-seconds "$budget" $fastest
       else
         python3 benchmarks/bench_null_sampling.py $fastest

@@ -277,8 +277,9 @@ def fit_cflow(representative: BiasedDataset, hp: CFlowHParams | None = None, *, 
     ``iterations`` is rounded up to whole epochs of the shared loop (the published schedule: about 26,000 steps
     of 256). ``bf16`` autocasts the coupling networks (the flow's stream and log-determinant stay float32),
     ``channels_last`` (default: on CUDA) stores activations NHWC for the tensor cores, ``compile`` compiles each
-    flow layer while it trains (``compile_layers``: the blocks share their code), ``cuda_graph`` captures the whole step (forward, backward, RAdam) once and replays it
-    (``fairlab.train.capture_step``): the eager step launches thousands of small kernels.
+    flow layer while it trains (``compile_layers``: the blocks share their code), ``cuda_graph`` captures the whole
+    step (forward, backward, RAdam) once and replays it (``fairlab.train.capture_step``): the eager step launches
+    thousands of small kernels.
     """
     hp = resolve(CFlowHParams, hp, overrides)
     config.seed_everything(seed)
@@ -286,7 +287,8 @@ def fit_cflow(representative: BiasedDataset, hp: CFlowHParams | None = None, *, 
     epochs = max(1, math.ceil(hp.iterations / representative.num_batches(hp.batch_size, drop_last=True)))
     device = torch.device(device) if device is not None else config.device()
     channels_last = device.type == "cuda" if hp.channels_last is None else hp.channels_last
-    compile_layers(model.flow, enabled=hp.compile)
+    if hp.compile:
+        compile_layers(model.flow)
     try:
         history = _train_generative(
             model, _without_labels(representative), lambda m, b: cflow_loss(m, b, w_adv=hp.w_adv), epochs=epochs,
@@ -295,7 +297,7 @@ def fit_cflow(representative: BiasedDataset, hp: CFlowHParams | None = None, *, 
             max_seconds=hp.max_seconds, cuda_graph=hp.cuda_graph,
         )
     finally:
-        compile_layers(model.flow, enabled=False)
+        compile_layers(model.flow, enabled=False)  # evaluation runs eagerly
     return model, history
 
 

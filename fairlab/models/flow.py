@@ -319,10 +319,11 @@ class VectorFlow(nn.Module):
 def compile_layers(flow: nn.Module, enabled: bool = True) -> None:
     """``torch.compile`` each coupling and 1x1 convolution of ``flow`` on its own (regional compilation), or undo it.
 
-    The blocks of a level have the same shapes, so they share their compiled code: compiling costs a few small graphs,
-    not one graph of the whole unrolled flow (the published cFlow's loss, forward and backward, compiled from an
-    empty cache on one CPU thread: 50 s against 117 s; benchmarks/compile_cflow.py). ``enabled=False`` puts the plain modules back, so that evaluation runs eagerly instead of
-    compiling again for every new batch size. ``inverse`` is never compiled.
+    The blocks of a level have the same shapes, so they share their compiled code: compiling costs a few small
+    graphs, not one graph of the whole unrolled flow (the published cFlow's loss, forward and backward, compiled
+    from an empty cache on one CPU thread: 50 s against 117 s; ``benchmarks/compile_cflow.py``). ``enabled=False``
+    puts the plain modules back, so that evaluation runs eagerly instead of compiling again for every new batch
+    size. ``inverse`` is never compiled.
     """
     for layer in flow.modules():
         if isinstance(layer, (AffineCoupling, InvertibleConv1x1)):

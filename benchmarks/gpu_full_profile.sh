@@ -13,6 +13,14 @@
 # classifier and the steps after it), with the speed settings ns_timing found fastest: eager float32 NCHW (the full
 # profile's setting), the step captured as one CUDA graph, that with bf16 autocast in NHWC, or that with each flow
 # layer compiled too (its run is given 45 s: compiling takes the first epoch; its rate is the epochs after it).
+#
+# A first call on a leased machine (data copied into the ignored .gpu/data, as ../shared/gpu/README.md shows):
+#
+#   export FAIRLAB_DATA=$PWD/.gpu/data PYTHONPATH=$PWD MPLBACKEND=Agg GPU_DEADLINE=540
+#   bash benchmarks/gpu_full_profile.sh $OUT ns_timing bench_null_sampling
+#
+# ns_timing is four short runs (about 40 s each, 75 s for the compiling one, from the earlier two-run timing's 87 s);
+# the cFlow then trains for what is left, and its downstream classifier takes about 40 s of GPU_RESERVE.
 set -uo pipefail
 results=${1:?results folder}; shift
 mkdir -p "$results"

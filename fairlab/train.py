@@ -138,8 +138,15 @@ def capture_step(step: StepFn, example: Batch, model: nn.Module, optimizer: torc
                     value.zero_()
     optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the gradients in the graph's pool
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        logs = step(static)
+    try:
+        with torch.cuda.graph(graph):
+            logs = step(static)
+    except RuntimeError as error:  # CUDA's own words ("operation not permitted when stream is capturing") say little
+        raise RuntimeError(
+            f"the training step could not be captured as a CUDA graph ({error}). A captured step may not wait for "
+            "the GPU (.item(), float(tensor), printing a tensor), copy from the CPU or change shapes: find that "
+            "line, or train without cuda_graph."
+        ) from error
 
     def replay(batch: Batch) -> dict:
         for buffer, value in zip(static, batch):

@@ -139,7 +139,8 @@ def capture_step(step: StepFn, example: Batch, model: nn.Module, optimizer: torc
     optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the gradients in the graph's pool
     graph = torch.cuda.CUDAGraph()
     try:
-        with torch.cuda.graph(graph):
+        # captured on the warm-up's stream: the per-stream library handles and workspaces exist there already
+        with torch.cuda.graph(graph, stream=side):
             logs = step(static)
     except RuntimeError as error:  # CUDA's own words ("operation not permitted when stream is capturing") say little
         raise RuntimeError(

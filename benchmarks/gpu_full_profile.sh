@@ -56,7 +56,8 @@ for step in "$@"; do
   case $step in
     ns_timing) for variant in "--cuda-graph off" "--cuda-graph on" "--cuda-graph on --bf16 --channels-last on" \
                           "--cuda-graph on --bf16 --channels-last on --compile --max-seconds 45"; do
-                 # shellcheck disable=SC2086  (the last variant's own --max-seconds, after the first, wins)
+                 # the compiling variant's own --max-seconds comes after the default one, so it wins
+                 # shellcheck disable=SC2086
                  bounded python3 benchmarks/bench_null_sampling.py --max-seconds 20 --downstream-epochs 0 $variant
                done ;;
     bench_null_sampling)

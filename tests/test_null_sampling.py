@@ -120,7 +120,7 @@ def test_cuda_graph_on_a_cpu_is_refused_with_the_way_out():
 def test_compiled_cflow_trains_as_the_eager_one_and_is_left_eager():
     data = _images(32)
     eager, _ = ns.fit_cflow(data, seed=3, device="cpu", progress=False, **TINY_FLOW)
-    compiled, history = ns.fit_cflow(data, seed=3, device="cpu", progress=False, compile=True, **TINY_FLOW)
+    compiled, _ = ns.fit_cflow(data, seed=3, device="cpu", progress=False, compile=True, **TINY_FLOW)
     assert all(m._compiled_call_impl is None for m in compiled.modules())  # evaluation will not compile again
     for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-5), name
